@@ -125,9 +125,7 @@ def test_zero_ring_option_changes_little_on_slow_models():
 
 
 def tiny_geometry(nt=120):
-    return Geometry(
-        nz=12, nx=12, nt=nt, src_x=(2, 9), src_z=1, rec_x=tuple(range(12)), rec_z=1, nbc=8, freq=25.0
-    )
+    return Geometry(nz=12, nx=12, nt=nt, src_x=(2, 9), src_z=1, rec_x=tuple(range(12)), rec_z=1, nbc=8, freq=25.0)
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])

@@ -121,9 +121,7 @@ def generate_dataset(
     if spec.family not in velocity.FAMILIES:
         raise ValueError(f"unknown family {spec.family!r}; choose one of {velocity.family_names()}")
     if spec.num < 1 or spec.file_size < 1 or batch_size < 1:
-        raise ValueError(
-            f"num, file_size and batch_size must be >= 1, got {spec.num}, {spec.file_size}, {batch_size}"
-        )
+        raise ValueError(f"num, file_size and batch_size must be >= 1, got {spec.num}, {spec.file_size}, {batch_size}")
     if spec.mode not in ("exact", "fast"):
         raise ValueError(f"unknown mode {spec.mode!r}; use 'exact' or 'fast'")
     from fwi_jax.physics import forward, openfwi_geometry  # imports JAX: after the CLI set devices
@@ -160,16 +158,12 @@ def generate_dataset(
     t0 = time.perf_counter()
     for k in todo:
         start, stop = spec.file_range(k)
-        models = velocity.generate(
-            spec.family, stop - start, spec.seed, geometry.nz, geometry.nx, start=start
-        )
+        models = velocity.generate(spec.family, stop - start, spec.seed, geometry.nz, geometry.nx, start=start)
         data = np.empty((stop - start, shots, nt, nrec), np.float32)
         for i in range(0, stop - start, batch_size):
             chunk = simulate(models[i : i + batch_size])
             if not np.all(np.isfinite(chunk)):
-                raise FloatingPointError(
-                    f"non-finite seismic for samples {start + i}..; file {k} not written"
-                )
+                raise FloatingPointError(f"non-finite seismic for samples {start + i}..; file {k} not written")
             data[i : i + batch_size] = chunk
             if bar is not None:
                 bar.update(len(chunk))
@@ -190,9 +184,7 @@ def generate_dataset(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m fwi_jax.data.generate", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m fwi_jax.data.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--family", required=True, choices=velocity.family_names())
     parser.add_argument("--num", type=int, required=True, help="number of samples")
     parser.add_argument("--out", required=True, help="output directory (resumes if it exists)")
@@ -216,9 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     from fwi_jax.hostdevices import use_all_cpu_cores
 
     use_all_cpu_cores()
-    spec = GenerationSpec(
-        args.family, args.num, args.seed, args.mode, args.file_size, args.layout, args.val_files
-    )
+    spec = GenerationSpec(args.family, args.num, args.seed, args.mode, args.file_size, args.layout, args.val_files)
     try:
         summary = generate_dataset(spec, args.out, batch_size=args.batch_size)
     except ValueError as e:

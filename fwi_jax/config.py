@@ -1,0 +1,109 @@
+"""Configuration builders; the files in configs/ call these (one place for defaults)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The OpenFWI reference recipe for InversionNet (train.py defaults), on real OpenFWI data."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.model = ml_collections.ConfigDict(
+        dict(
+            name="inversionnet",
+            dims="openfwi",  # preset name (openfwi / narrow / tiny) or 5 ints dim1..dim5
+            compute_dtype="float32",  # float32 | bfloat16 (params, BatchNorm and loss stay float32)
+            conv_impl="auto",  # auto (einsum forms on CPU) | xla | einsum; same parameters either way
+        )
+    )
+    c.data = ml_collections.ConfigDict(
+        dict(
+            source="openfwi",  # openfwi: .npy pairs listed in split files | generated: made by fwi_jax
+            dataset="flatvel-a",  # normalization constants (OpenFWI -ds)
+            root="",  # folder the split files' relative paths start from
+            train_split="train.txt",  # relative to root, or absolute (OpenFWI -t)
+            val_split="val.txt",  # (OpenFWI -v)
+            # source=generated: family, size and solver of the cached synthetic dataset
+            family="flatvel-a",
+            num_samples=0,
+            file_size=500,
+            val_files=1,
+            mode="exact",
+            generation_seed=0,
+            cache_dir="",  # default ~/.cache/fwi_jax/datasets
+            num_threads=4,  # grain read threads
+        )
+    )
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            lr=1e-4,  # OpenFWI -lr (global batch; the reference multiplies by its GPU count)
+            weight_decay=1e-4,  # OpenFWI -wd, applied to all parameters as torch AdamW
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            warmup_epochs=0,  # OpenFWI --lr-warmup-epochs: linear per step from warmup_factor
+            warmup_factor=1e-5,
+            milestones=(),  # epochs at which lr *= gamma (OpenFWI --lr-milestones)
+            gamma=0.1,  # OpenFWI --lr-gamma
+        )
+    )
+    c.loss = ml_collections.ConfigDict(dict(l1=1.0, l2=1.0))  # OpenFWI -g1v / -g2v
+    c.batch_size = 256  # global (OpenFWI -b)
+    c.eval_batch_size = 0  # 0: batch_size
+    c.num_epochs = 120  # OpenFWI -eb 40 x -nb 3
+    c.num_train_steps = -1  # > 0 overrides num_epochs
+    c.log_every_steps = 50
+    c.eval_every_steps = -1  # -1: every epoch (as the reference)
+    c.checkpoint_every_steps = 500
+    c.keep_checkpoints = 3
+    c.async_checkpoints = True
+    c.progress = True
+    c.tensorboard = True
+    c.num_plot_samples = 4
+    c.compilation_cache = "~/.cache/fwi_jax/xla"  # persistent XLA cache; "" disables
+    return c
+
+
+def dataset_config(dataset: str) -> ml_collections.ConfigDict:
+    """Full reference recipe on one downloaded OpenFWI dataset."""
+    from fwi_jax.data.datasets import get_dataset
+
+    c = default_config()
+    c.data.dataset = get_dataset(dataset).name
+    return c
+
+
+def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """A narrow InversionNet on a generated FlatVel-A-like set: minutes on a laptop CPU.
+
+    ``arg="smoke"`` shrinks everything for tests (seconds).
+    """
+    c = default_config()
+    c.data.source = "generated"
+    c.data.dataset = "flatvel-a"
+    c.data.family = "flatvel-a"
+    c.data.num_samples = 448
+    c.data.file_size = 64
+    c.data.val_files = 1  # 384 train / 64 val
+    c.model.dims = "small"
+    c.optim.lr = 1e-3
+    c.optim.milestones = (12,)
+    c.batch_size = 16
+    c.num_epochs = 16
+    c.log_every_steps = 6
+    c.checkpoint_every_steps = 48
+    if arg == "smoke":
+        c.data.num_samples = 24
+        c.data.file_size = 8
+        c.data.val_files = 1
+        c.data.mode = "fast"
+        c.model.dims = "tiny"
+        c.batch_size = 8
+        c.num_epochs = 2
+        c.log_every_steps = 1
+        c.checkpoint_every_steps = 2
+        c.optim.milestones = ()
+    elif arg:
+        raise ValueError(f"unknown quickstart variant {arg!r}; use 'smoke' or nothing")
+    return c

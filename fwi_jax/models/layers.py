@@ -1,0 +1,227 @@
+"""Conv-BN-activation blocks with PyTorch's paddings, initialization and BatchNorm settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Padding = Sequence[tuple[int, int]]
+
+# PyTorch's default conv init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
+torch_conv_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# PyTorch ConvTranspose2d takes fan_in from the *output* channels (its weight is (in, out, kh, kw)).
+torch_deconv_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", in_axis=-1, out_axis=-2)
+
+
+def torch_bias_init(fan_in: int) -> Callable:
+    """U(+-1/sqrt(fan_in)), PyTorch's default conv bias init."""
+    bound = 1.0 / float(fan_in) ** 0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def batch_norm(train: bool, dtype) -> nn.BatchNorm:
+    # PyTorch BatchNorm2d(momentum=0.1, eps=1e-5) == Flax momentum 0.9.
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32)
+
+
+def use_einsum_convs(impl: str) -> bool:
+    """'auto' picks the einsum forms on CPU, where XLA's convolution gradients are slow."""
+    if impl not in ("auto", "xla", "einsum"):
+        raise ValueError(f"conv_impl must be 'auto', 'xla' or 'einsum', got {impl!r}")
+    return impl == "einsum" or (impl == "auto" and jax.default_backend() == "cpu")
+
+
+def _taps(x: jax.Array, kernel: tuple[int, int], strides: tuple[int, int], out: tuple[int, int]) -> jax.Array:
+    """im2col: (B, H, W, C) padded input -> (B, Ho, Wo, kh * kw, C) strided windows."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, strides, out
+    cols = [x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] for i in range(kh) for j in range(kw)]
+    return jnp.stack(cols, axis=3)
+
+
+class EinsumConv(nn.Module):
+    """nn.Conv's parameters and numbers, computed as im2col + one einsum.
+
+    XLA:CPU runs the gradient of a matrix product several times faster than a convolution's
+    gradient (the (k, 1) time-axis convs of the encoder above all).
+    """
+
+    features: int
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    padding: Padding
+    dtype: jnp.dtype = jnp.float32
+    kernel_init: Callable = torch_conv_kernel_init
+    bias_init: Callable = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        (kh, kw), cin = self.kernel, x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        x = jnp.pad(x.astype(self.dtype), ((0, 0), tuple(self.padding[0]), tuple(self.padding[1]), (0, 0)))
+        out = tuple((n - k) // s + 1 for n, k, s in zip(x.shape[1:3], self.kernel, self.strides, strict=True))
+        taps = _taps(x, self.kernel, self.strides, out)
+        y = jnp.einsum("bhwtc,tco->bhwo", taps, kernel.reshape(kh * kw, cin, -1).astype(self.dtype))
+        return y + bias.astype(self.dtype)
+
+
+class _Phase(NamedTuple):
+    """Output rows o = 2 i + a of one phase a along one axis."""
+
+    taps: list[int]  # kernel rows t that reach these outputs
+    offsets: list[int]  # input row read by tap t, relative to i
+    count: int  # number of such outputs
+
+
+def _phase_plan(k: int, pad_lo: int, n_out: int) -> list[_Phase]:
+    plan = []
+    for a in range(2):
+        taps = [t for t in range(k) if (a + t - pad_lo) % 2 == 0]
+        plan.append(_Phase(taps, [(a + t - pad_lo) // 2 for t in taps], len(range(a, n_out, 2))))
+    return plan
+
+
+class EinsumConvTranspose(nn.Module):
+    """nn.ConvTranspose (stride 2, explicit padding) in sub-pixel form: one einsum per output phase.
+
+    Output row o = 2 i + a only meets kernel rows t with (a + t - P) even, reading input row
+    i + (a + t - P) / 2; each phase is a small stride-1 conv, so no inserted zeros are multiplied.
+    Same parameters and numbers as nn.ConvTranspose(strides=(2, 2), padding=P).
+    """
+
+    features: int
+    kernel: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]  # Flax-style padding of the dilated input
+    dtype: jnp.dtype = jnp.float32
+    kernel_init: Callable = torch_deconv_kernel_init
+    bias_init: Callable = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        (kh, kw), cin = self.kernel, x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32).astype(self.dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        x = x.astype(self.dtype)
+        dims = list(zip(x.shape[1:3], self.kernel, self.padding, strict=True))
+        size = [2 * (n - 1) + lo + hi - k + 2 for n, k, (lo, hi) in dims]
+        plans = [_phase_plan(k, lo, n_out) for (_, k, (lo, _)), n_out in zip(dims, size, strict=True)]
+        margin = max(
+            [0]
+            + [-d for plan in plans for p in plan for d in p.offsets]
+            + [d + p.count - n for (n, _, _), plan in zip(dims, plans, strict=True) for p in plan for d in p.offsets]
+        )
+        xp = jnp.pad(x, ((0, 0), (margin, margin), (margin, margin), (0, 0)))
+        phases = {}
+        for a, ph in enumerate(plans[0]):
+            for b, pw in enumerate(plans[1]):
+                if not (ph.taps and pw.taps and ph.count and pw.count):
+                    continue
+                cols = [
+                    xp[:, margin + dh : margin + dh + ph.count, margin + dw : margin + dw + pw.count]
+                    for dh in ph.offsets
+                    for dw in pw.offsets
+                ]
+                sub = kernel[np.asarray(ph.taps)][:, np.asarray(pw.taps)].reshape(-1, cin, self.features)
+                phases[a, b] = jnp.einsum("bhwtc,tco->bhwo", jnp.stack(cols, axis=3), sub)
+        return _interleave(phases, x.shape[0], size, self.features, self.dtype) + bias.astype(self.dtype)
+
+
+def _interleave(phases: dict, batch: int, size: list[int], features: int, dtype) -> jax.Array:
+    """Put phase (a, b) at rows a::2, columns b::2 of the output."""
+    h, w = size
+    if h % 2 == 0 and w % 2 == 0 and len(phases) == 4:  # reshape, no scatter
+        rows = [jnp.stack([phases[a, 0], phases[a, 1]], axis=3) for a in range(2)]  # (B, h/2, w/2, 2, O)
+        return jnp.stack(rows, axis=2).reshape(batch, h, w, features)
+    y = jnp.zeros((batch, h, w, features), dtype)
+    for (a, b), v in phases.items():
+        y = y.at[:, a::2, b::2].set(v)
+    return y
+
+
+class ConvBlock(nn.Module):
+    """Conv2d (with bias) -> BatchNorm -> LeakyReLU(0.2) (or tanh / no activation)."""
+
+    features: int
+    kernel: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (1, 1)
+    padding: Padding = ((1, 1), (1, 1))
+    activation: str = "leaky_relu"
+    dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "auto"  # auto | xla | einsum
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        fan_in = x.shape[-1] * self.kernel[0] * self.kernel[1]
+        inits = dict(kernel_init=torch_conv_kernel_init, bias_init=torch_bias_init(fan_in))
+        # Only the (k, 1) time-axis convs gain from einsum on CPU; square 3x3 convs lose a little.
+        time_axis = self.kernel[1] == 1 and self.kernel[0] > 1
+        if (time_axis or self.conv_impl == "einsum") and use_einsum_convs(self.conv_impl):
+            x = EinsumConv(self.features, self.kernel, self.strides, self.padding, self.dtype, name="Conv_0", **inits)(
+                x
+            )
+        else:
+            x = nn.Conv(
+                self.features,
+                self.kernel,
+                self.strides,
+                padding=tuple(self.padding),
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+                **inits,
+            )(x)
+        x = batch_norm(train, self.dtype)(x)
+        return _activate(x, self.activation)
+
+
+class DeconvBlock(nn.Module):
+    """ConvTranspose2d (with bias) -> BatchNorm -> LeakyReLU(0.2), PyTorch output sizes.
+
+    PyTorch's ConvTranspose2d(k, s, p) equals a fractionally strided conv with padding k - 1 - p
+    on each side; its kernel is this one spatially flipped (see the weight importer).
+    """
+
+    features: int
+    kernel: tuple[int, int] = (4, 4)
+    strides: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (1, 1)  # PyTorch's `padding` argument
+    dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "auto"  # auto | xla | einsum
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        fan_in = self.features * self.kernel[0] * self.kernel[1]
+        pad = tuple((k - 1 - p, k - 1 - p) for k, p in zip(self.kernel, self.padding, strict=True))
+        inits = dict(kernel_init=torch_deconv_kernel_init, bias_init=torch_bias_init(fan_in))
+        if tuple(self.strides) == (2, 2) and use_einsum_convs(self.conv_impl):
+            x = EinsumConvTranspose(self.features, self.kernel, pad, self.dtype, name="ConvTranspose_0", **inits)(x)
+        else:
+            x = nn.ConvTranspose(
+                self.features,
+                self.kernel,
+                self.strides,
+                padding=pad,
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+                **inits,
+            )(x)
+        x = batch_norm(train, self.dtype)(x)
+        return _activate(x, "leaky_relu")
+
+
+def _activate(x: jax.Array, name: str) -> jax.Array:
+    if name == "leaky_relu":
+        return nn.leaky_relu(x, negative_slope=0.2)  # reference slope; JAX's default is 0.01
+    if name == "tanh":
+        return jnp.tanh(x)
+    if name == "none":
+        return x
+    raise ValueError(f"unknown activation {name!r}")

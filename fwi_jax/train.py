@@ -1,0 +1,56 @@
+"""Train InversionNet.
+
+    python -m fwi_jax.train --config configs/quickstart.py --workdir runs/quickstart
+    python -m fwi_jax.train --config configs/flatvel_a.py --workdir runs/fva --config.data.root=/data/flatvel-a
+
+Re-running the same command resumes from the latest checkpoint in --workdir. Any config field
+can be overridden with --config.a.b=value; unknown fields are errors.
+"""
+
+from __future__ import annotations
+
+import re
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.", required=True)
+config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Config file (path[:arg]).", lock_config=True)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    from fwi_jax.metrics import describe
+    from fwi_jax.trainer import train_and_evaluate
+
+    try:
+        config = flags.FLAGS.config
+        config.keys()  # the file loads lazily: a missing or broken one fails here
+    except OSError as e:
+        lines = str(e).splitlines()
+        raise SystemExit(f"error: {lines[0]}: {lines[-1].strip()}") from None
+    try:
+        summary = train_and_evaluate(config, _WORKDIR.value)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if summary["val"]:
+        print(f"done at step {summary['step']}: val {describe(summary['val'])}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parsing, with config mistakes (a typo'd field, a bad value) as one-line errors."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        msg = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+        key = re.match(r"'?(\w+)'", msg)
+        culprit = [a.split("=")[0] for a in argv if key and a.startswith("--config.") and f".{key.group(1)}" in a]
+        where = f"{culprit[0]}: " if culprit else ""
+        raise SystemExit(f"error: {where}{msg}\n(fields are listed in the config file; see --helpfull)") from None
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,273 @@
+"""Training: loss goes down, sharding parity, resume equivalence, determinism, signals, errors."""
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fwi_jax import parallel, trainer
+from fwi_jax.checkpointing import Checkpointer, abstract_like
+from fwi_jax.config import quickstart_config
+from fwi_jax.data import velocity
+from fwi_jax.data.datasets import get_dataset
+from fwi_jax.data.transforms import normalize_velocity
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = get_dataset("flatvel-a")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets")
+
+
+def smoke_config(cache_dir, **overrides):
+    c = quickstart_config("smoke")
+    c.data.cache_dir = str(cache_dir)
+    c.progress = False
+    c.num_plot_samples = 2
+    for key, value in overrides.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def fixed_batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    vel = normalize_velocity(velocity.generate("flatvel-a", n, seed=seed), SPEC)[..., None]
+    seis = rng.normal(size=(n, 1000, 70, 5)).astype(np.float32) * 0.3
+    seis[..., 0] += vel.mean(axis=(1, 2, 3))[:, None, None]  # a learnable cue
+    return {"seismic": seis, "velocity": vel.astype(np.float32)}
+
+
+def make_step(config, mesh):
+    model = trainer.model_from_config(config, SPEC)
+    tx = trainer.make_optimizer(config, 10)
+    fn = functools.partial(
+        trainer.train_step,
+        model=model,
+        tx=tx,
+        l1=1.0,
+        l2=1.0,
+        schedule=trainer.learning_rate_schedule(config, 10),
+    )
+    repl, bsh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    step = jax.jit(fn, in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
+    return trainer.create_train_state(model, tx, 0, SPEC, mesh), step
+
+
+def test_train_step_lowers_loss_and_overfits_a_tiny_batch(cache_dir):
+    config = smoke_config(cache_dir, **{"optim.lr": 3e-3})
+    mesh = parallel.make_mesh()
+    state, step = make_step(config, mesh)
+    batch = parallel.global_batch(fixed_batch(8), mesh)
+    losses = []
+    for _ in range(60):
+        state, m = step(state, batch)
+        losses.append(float(m["loss"]))
+    assert losses[5] < losses[0]
+    assert losses[-1] < 0.3 * losses[0]  # memorizes 8 samples
+    assert int(state.step) == 60
+
+
+def test_one_device_and_eight_devices_give_the_same_step(cache_dir):
+    """Same loss, gradients and BatchNorm statistics (global-batch BN) on 1 and 8 devices."""
+    assert jax.device_count() == 8
+    config = smoke_config(cache_dir)
+    model = trainer.model_from_config(config, SPEC)
+    batch = fixed_batch(8, seed=1)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = parallel.make_mesh(devices)
+        state = trainer.create_train_state(model, trainer.make_optimizer(config, 10), 0, SPEC, mesh)
+        fn = functools.partial(trainer.loss_and_grads, model=model, l1=1.0, l2=1.0)
+        repl, bsh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+        out = jax.jit(fn, in_shardings=(repl, repl, bsh))(
+            state.params, state.batch_stats, parallel.global_batch(batch, mesh)
+        )
+        results.append(jax.device_get((state.params, out)))
+    (params1, ((loss1, (_, bs1)), g1)), (params8, ((loss8, (_, bs8)), g8)) = results
+    assert_trees_equal(params1, params8)  # identical initialization
+    assert abs(float(loss1) - float(loss8)) <= 1e-5 * abs(float(loss1))
+    scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(g1))
+    flat1 = jax.tree_util.tree_flatten_with_path(g1)[0]
+    for (path, a), b in zip(flat1, jax.tree.leaves(g8), strict=True):
+        name = jax.tree_util.keystr(path)
+        if name.endswith("['bias']") and "Conv" in name:
+            # Every conv feeds a BatchNorm, which cancels its bias: the gradient is 0 up to rounding.
+            assert max(np.abs(a).max(), np.abs(b).max()) < 1e-3 * scale, name
+        else:
+            # float32 sums over 8 shards vs 1: agree to 1e-5 of the largest gradient
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale, err_msg=name)
+    bn_scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(bs1))
+    for a, b in zip(jax.tree.leaves(bs1), jax.tree.leaves(bs8), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * bn_scale)
+
+
+def params_of(summary):
+    return jax.device_get(summary["state"].params)
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_full_run_writes_metrics_checkpoints_and_picture(cache_dir, tmp_path):
+    summary = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "run")
+    run = tmp_path / "run"
+    assert summary["step"] == summary["total_steps"] == 4 and summary["interrupted"] is None
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert {r["split"] for r in rows} == {"train", "val"}
+    val = [r for r in rows if r["split"] == "val"][-1]
+    for key in ("mae_norm", "rmse_norm", "mae_ms", "rmse_ms", "ssim"):
+        assert np.isfinite(val[key])
+    assert val["mae_ms"] == pytest.approx(1500 * val["mae_norm"], rel=1e-6)
+    assert val["samples"] == 8  # every validation sample counted once
+    assert (run / "predictions.png").stat().st_size > 10_000
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    ckpt = Checkpointer(run)
+    assert ckpt.latest_step() == 4 and ckpt.best_step() is not None
+    ckpt.close()
+
+
+def test_interrupt_and_resume_equals_uninterrupted_and_runs_are_deterministic(cache_dir, tmp_path):
+    full = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "full")
+    again = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "again")
+    assert_trees_equal(params_of(full), params_of(again))
+    losses = [
+        [r["loss"] for r in read_jsonl(tmp_path / d / "metrics.jsonl") if r["split"] == "train"]
+        for d in ("full", "again")
+    ]
+    assert losses[0] == losses[1]
+
+    trainer.train_and_evaluate(smoke_config(cache_dir, num_train_steps=3), tmp_path / "resumed")
+    resumed = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "resumed")
+    assert resumed["step"] == 4
+    assert_trees_equal(params_of(full), params_of(resumed))
+    state_a, state_b = jax.device_get(full["state"]), jax.device_get(resumed["state"])
+    assert_trees_equal(state_a.opt_state, state_b.opt_state)
+    assert_trees_equal(state_a.batch_stats, state_b.batch_stats)
+
+
+def test_checkpoint_restores_on_a_different_device_count(cache_dir, tmp_path):
+    summary = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "run")
+    config = smoke_config(cache_dir)
+    model = trainer.model_from_config(config, SPEC)
+    tx = trainer.make_optimizer(config, 2)
+    one = parallel.make_mesh(jax.devices()[:1])
+    abstract = abstract_like(
+        jax.eval_shape(functools.partial(trainer.init_state, model, tx, 0, SPEC)), parallel.replicated(one)
+    )
+    ckpt = Checkpointer(tmp_path / "run")
+    state, data, saved_config = ckpt.restore(abstract)
+    ckpt.close()
+    assert data == {"next_step": 4} and saved_config["model"]["dims"] == "tiny"
+    assert state.params["decoder"]["deconv6"]["Conv_0"]["kernel"].sharding.mesh.devices.size == 1
+    assert_trees_equal(jax.device_get(state.params), params_of(summary))
+
+
+def test_resume_with_incompatible_config_is_a_clear_error(cache_dir, tmp_path):
+    trainer.train_and_evaluate(smoke_config(cache_dir, num_train_steps=1), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"cannot resume .*model.*new --workdir"):
+        trainer.train_and_evaluate(smoke_config(cache_dir, **{"model.dims": "small"}), tmp_path / "run")
+
+
+def test_batch_not_divisible_by_device_count(cache_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"batch_size=6 is not divisible by the 8 devices; use a multiple of 8"):
+        trainer.train_and_evaluate(smoke_config(cache_dir, batch_size=6), tmp_path)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        trainer.train_and_evaluate(smoke_config(cache_dir, batch_size=1), tmp_path)
+
+
+def test_missing_data_directory(cache_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data.root .*nope is not a directory"):
+        trainer.train_and_evaluate(
+            smoke_config(cache_dir, **{"data.source": "openfwi", "data.root": str(tmp_path / "nope")}),
+            tmp_path,
+        )
+    with pytest.raises(ValueError, match=r"data.root is empty: pass --config.data.root="):
+        trainer.train_and_evaluate(smoke_config(cache_dir, **{"data.source": "openfwi"}), tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"split file .*train.txt does not exist"):
+        trainer.train_and_evaluate(
+            smoke_config(cache_dir, **{"data.source": "openfwi", "data.root": str(tmp_path / "empty")}),
+            tmp_path,
+        )
+
+
+def test_nan_loss_stops_training_naming_the_step(cache_dir, tmp_path, monkeypatch):
+    from fwi_jax import metrics
+
+    real = metrics.loss_fn
+    monkeypatch.setattr(metrics, "loss_fn", lambda *a: (jnp.nan * real(*a)[0], real(*a)[1]))
+    with pytest.raises(FloatingPointError, match=r"training loss became nan at step 1 "):
+        trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path)
+
+
+def cli(args, cache_dir, **kw):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [
+        sys.executable,
+        "-m",
+        "fwi_jax.train",
+        "--config",
+        str(REPO / "configs/quickstart.py:smoke"),
+        f"--config.data.cache_dir={cache_dir}",
+        *args,
+    ]
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_config_typo_is_an_error(cache_dir, tmp_path):
+    proc = cli(["--workdir", str(tmp_path), "--config.optim.lrr=1e-3"], cache_dir)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "--config.optim.lrr" in err and 'Did you mean "lr"' in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_leaves_a_restorable_checkpoint(cache_dir, tmp_path):
+    trainer.train_and_evaluate(smoke_config(cache_dir, num_train_steps=1), tmp_path / "warm")  # data cached
+    run = tmp_path / "run"
+    proc = cli(
+        [
+            "--workdir",
+            str(run),
+            "--config.num_train_steps=10000",
+            "--config.checkpoint_every_steps=100000",
+            "--config.progress=False",
+        ],
+        cache_dir,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.5)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "SIGTERM at step" in out and "re-run the same command to resume" in out
+    ckpt = Checkpointer(run)
+    step = ckpt.latest_step()
+    assert step is not None and step >= 1
+    ckpt.close()
+    resumed = trainer.train_and_evaluate(smoke_config(cache_dir, num_train_steps=step + 1), run)
+    assert resumed["step"] == step + 1

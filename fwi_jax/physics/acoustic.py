@@ -252,42 +252,18 @@ def _forward_impl(v, wavelet, *, geometry, mode, boundary, pml, pml_r, ndev, gro
     task_shots = np.minimum((np.arange(ntask_pad) % ngroups)[:, None] * group + np.arange(group), s - 1)
     task_src = np.stack([np.full(task_shots.shape, src_row), src_cols[task_shots]], axis=-1)
 
+    common = dict(rec_z=rec_z, rec_x=rec_x, nt=g.nt, unroll=unroll)
     if mode == "exact":
         prof = jnp.asarray(damping_profile(g))
 
         def one(i_model, shots, src):
-            return _exact_shot(
-                a[i_model],
-                vmin[i_model] * g.dt,
-                prof,
-                amps[i_model, shots],
-                src,
-                wavelet,
-                rec_z=rec_z,
-                rec_x=rec_x,
-                nt=g.nt,
-                ring=boundary,
-                unroll=unroll,
-            )
+            kscale = vmin[i_model] * g.dt
+            return _exact_shot(a[i_model], kscale, prof, amps[i_model, shots], src, wavelet, ring=boundary, **common)
     else:
+        pml_args = dict(pml=pml, dx=g.dx, dt=g.dt, freq=g.freq, r=pml_r)
 
         def one(i_model, shots, src):
-            return _fast_shot(
-                a[i_model],
-                vmax[i_model],
-                amps[i_model, shots],
-                src,
-                wavelet,
-                rec_z=rec_z,
-                rec_x=rec_x,
-                nt=g.nt,
-                pml=pml,
-                dx=g.dx,
-                dt=g.dt,
-                freq=g.freq,
-                r=pml_r,
-                unroll=unroll,
-            )
+            return _fast_shot(a[i_model], vmax[i_model], amps[i_model, shots], src, wavelet, **pml_args, **common)
 
     def run(tm, ts, tsrc):
         return lax.map(lambda t: one(*t), (tm, ts, tsrc))

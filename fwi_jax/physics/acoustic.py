@@ -221,7 +221,7 @@ def _pad_width(geometry: Geometry, mode: Mode, pml: int) -> int:
     rows = (g.src_z, g.rec_z)
     cols = tuple(g.src_x) + tuple(g.rec_x)
     outside = max(0, -min(rows), max(rows) - (g.nz - 1), -min(cols), max(cols) - (g.nx - 1))
-    return pml + outside + 2  # keep every source and receiver >= 2 cells clear of the PML
+    return pml + outside + 1  # keep every source and receiver >= 1 cell clear of the PML
 
 
 @functools.partial(

@@ -57,17 +57,21 @@ class Checkpointer:
     def save_best(self, step: int, state, data: dict, config: dict, val_loss: float) -> None:
         self._best.save(step, args=self._args(state, data, config), metrics={"val_loss": float(val_loss)}, force=True)
 
-    def read_config(self, step: int | None = None, best: bool = False) -> dict:
-        mngr = self._best if best else self._latest
-        step = step if step is not None else (mngr.best_step() if best else mngr.latest_step())
-        return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-
-    def restore(self, abstract_state, step: int | None = None, best: bool = False) -> tuple[Any, dict, dict]:
-        """(state, data position, config) of `step` (default: latest / best), placed like `abstract_state`."""
+    def _pick(self, step: int | None, best: bool) -> tuple[ocp.CheckpointManager, int]:
+        """The manager and the step to read (default: its latest / best)."""
         mngr = self._best if best else self._latest
         step = step if step is not None else (mngr.best_step() if best else mngr.latest_step())
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+        return mngr, step
+
+    def read_config(self, step: int | None = None, best: bool = False) -> dict:
+        mngr, step = self._pick(step, best)
+        return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+
+    def restore(self, abstract_state, step: int | None = None, best: bool = False) -> tuple[Any, dict, dict]:
+        """(state, data position, config) of `step` (default: latest / best), placed like `abstract_state`."""
+        mngr, step = self._pick(step, best)
         out = mngr.restore(
             step,
             args=ocp.args.Composite(

@@ -19,7 +19,9 @@ def default_config() -> ml_collections.ConfigDict:
     )
     c.data = ml_collections.ConfigDict(
         dict(
-            source="openfwi",  # openfwi: .npy pairs listed in split files | generated: made by fwi_jax
+            # openfwi: .npy pairs listed in split files (see python -m fwi_jax.data.prepare) |
+            # tfds: openfwi/<dataset> built by python -m fwi_jax.data.tfds_openfwi | generated: made by fwi_jax
+            source="openfwi",
             dataset="flatvel-a",  # normalization constants (OpenFWI -ds)
             root="",  # folder the split files' relative paths start from
             train_split="train.txt",  # relative to root, or absolute (OpenFWI -t)
@@ -32,7 +34,9 @@ def default_config() -> ml_collections.ConfigDict:
             mode="exact",
             generation_seed=0,
             cache_dir="",  # default ~/.cache/fwi_jax/datasets
+            tfds_data_dir="",  # source=tfds: TFDS data_dir (default ~/tensorflow_datasets)
             num_threads=4,  # grain read threads
+            num_workers=0,  # grain worker processes (0: threads only)
         )
     )
     c.optim = ml_collections.ConfigDict(

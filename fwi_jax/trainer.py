@@ -151,10 +151,18 @@ def _default_cache() -> Path:
     return Path("~/.cache/fwi_jax/datasets").expanduser()
 
 
-def prepare_data(config: ml_collections.ConfigDict) -> tuple[OpenFWISource, OpenFWISource, DatasetSpec]:
-    """Train / val sources; a generated dataset is made on first use and cached."""
+def prepare_data(config: ml_collections.ConfigDict) -> tuple[Any, Any, DatasetSpec]:
+    """Train / val sources by ``data.source``: openfwi (.npy pairs in split files), tfds (a built
+    ``openfwi/<dataset>``) or generated (made on first use and cached)."""
     d = config.data
     spec = get_dataset(d.dataset)
+    if d.source == "tfds":
+        try:
+            from fwi_jax.data.tfds_openfwi import TFDSSource
+        except ImportError as e:
+            raise ValueError(f"data.source=tfds needs tensorflow-datasets ({e}): pip install -e '.[tfds]'") from None
+        data_dir = Path(d.tfds_data_dir or "~/tensorflow_datasets").expanduser()
+        return TFDSSource(spec, "train", data_dir), TFDSSource(spec, "validation", data_dir), spec
     if d.source == "generated":
         if d.num_samples < 2:
             raise ValueError("data.num_samples must be >= 2 for source=generated")
@@ -173,7 +181,7 @@ def prepare_data(config: ml_collections.ConfigDict) -> tuple[OpenFWISource, Open
             raise FileNotFoundError(f"data.root {root} is not a directory; pass --config.data.root=... of the dataset")
         train_split, val_split = root / d.train_split, root / d.val_split
     else:
-        raise ValueError(f"unknown data.source {d.source!r}; use 'openfwi' or 'generated'")
+        raise ValueError(f"unknown data.source {d.source!r}; use 'openfwi', 'tfds' or 'generated'")
     train = OpenFWISource(read_split(train_split, root), spec)
     val = OpenFWISource(read_split(val_split, root), spec)
     return train, val, spec
@@ -293,7 +301,7 @@ def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
 # Loop
 
 
-def evaluate(state, source: OpenFWISource, batch_size: int, mesh, eval_fn, threads: int) -> dict[str, float]:
+def evaluate(state, source, batch_size: int, mesh, eval_fn, threads: int, workers: int = 0) -> dict[str, float]:
     total = None
     batches = pipeline.eval_batches(
         source,
@@ -301,10 +309,12 @@ def evaluate(state, source: OpenFWISource, batch_size: int, mesh, eval_fn, threa
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         num_threads=threads,
+        num_workers=workers,
     )
-    for batch in batches:
-        sums = eval_fn(state, parallel.global_batch(batch, mesh))
-        total = metrics_lib.accumulate(total, jax.device_get(sums))
+    with contextlib.closing(batches):
+        for batch in batches:
+            sums = eval_fn(state, parallel.global_batch(batch, mesh))
+            total = metrics_lib.accumulate(total, jax.device_get(sums))
     return metrics_lib.finalize(total, velocity_unit(source.spec))
 
 
@@ -363,7 +373,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             process_index=jax.process_index(),
             process_count=jax.process_count(),
             num_threads=config.data.num_threads,
+            num_workers=config.data.num_workers,
         )
+        cleanup.callback(batches.close)
         bar = None
         if config.progress and jax.process_index() == 0:
             from tqdm import tqdm
@@ -418,7 +430,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                         )
                         bar.update(step - bar.n)
                 if step % eval_every == 0 or step == total_steps:
-                    val_metrics = evaluate(state, val_src, eval_bs, mesh, p_eval, config.data.num_threads)
+                    val_metrics = evaluate(
+                        state, val_src, eval_bs, mesh, p_eval, config.data.num_threads, config.data.num_workers
+                    )
                     val_loss = config.loss.l1 * val_metrics["mae_norm"] + config.loss.l2 * val_metrics["mse_norm"]
                     val_metrics["loss"] = val_loss
                     writer.write(step, "val", val_metrics)

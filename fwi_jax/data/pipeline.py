@@ -2,8 +2,13 @@
 
 Batch ``step`` of a run holds the samples ``perm(seed, epoch)[j * B : (j + 1) * B]`` with
 ``epoch, j = divmod(step, steps_per_epoch)``: resuming at a step needs nothing but the step, and
-every process takes its own contiguous slice of the global batch. The last partial batch of an
-epoch is dropped (as the reference). Reads run in grain's thread pool with prefetch.
+every process takes its own contiguous slice of the global batch, and the data position saved in a
+checkpoint is that step. The last partial batch of an epoch is dropped (as the reference).
+
+Reads run in grain's thread pool with prefetch; ``num_workers > 0`` adds that many worker
+processes (spawned: scripts that use them need an ``if __name__ == "__main__":`` guard). A source
+is anything with ``spec``, ``len``, ``source[i] -> (seismic, velocity)`` and ``describe(i)``:
+`OpenFWISource` (memory-mapped .npy) or `TFDSSource` (array_record through tfds.data_source).
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import grain
 import numpy as np
 
 from fwi_jax.data.datasets import DatasetSpec
-from fwi_jax.data.sources import OpenFWISource
 from fwi_jax.data.transforms import normalize_seismic, normalize_velocity
 
 
@@ -31,17 +35,38 @@ def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _read(source: OpenFWISource, indices: np.ndarray) -> dict[str, np.ndarray]:
+def _read(source, indices: np.ndarray) -> dict[str, np.ndarray]:
     spec = source.spec
     seis = np.empty((len(indices), spec.time_samples, spec.receivers, spec.shots), np.float32)
     vel = np.empty((len(indices), spec.depth, spec.width, 1), np.float32)
     for k, i in enumerate(indices):
         raw_s, raw_v = source[int(i)]
         if not (np.all(np.isfinite(raw_s)) and np.all(np.isfinite(raw_v))):
-            f, j = source.locate(int(i))
-            raise ValueError(f"sample {j} of {source.files[f][0].name} / {source.files[f][1].name} holds NaN or inf")
+            raise ValueError(f"{source.describe(int(i))} holds NaN or inf; fix or drop that file")
         seis[k], vel[k] = to_example(raw_s, raw_v, spec)
     return {"seismic": seis, "velocity": vel}
+
+
+def _iterate(ds: grain.MapDataset, num_threads: int, prefetch: int, num_workers: int):
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(prefetch, num_threads)))
+    if num_workers > 0:
+        _mark_absl_flags_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2))
+        # Copy out of the workers' shared memory at once: it is then unlinked promptly, not at exit.
+        it = it.map(_own_arrays)
+    return iter(it)
+
+
+def _own_arrays(batch: dict) -> dict:
+    return {k: np.array(v) for k, v in batch.items()}
+
+
+def _mark_absl_flags_parsed() -> None:
+    """grain's workers read absl flags; outside absl.app.run they are not parsed yet."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def steps_per_epoch(num_samples: int, global_batch: int) -> int:
@@ -55,7 +80,7 @@ def _check_batch(global_batch: int, process_count: int) -> int:
 
 
 def train_batches(
-    source: OpenFWISource,
+    source,
     global_batch: int,
     seed: int,
     start_step: int,
@@ -65,6 +90,7 @@ def train_batches(
     process_count: int = 1,
     num_threads: int = 4,
     prefetch: int = 4,
+    num_workers: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Host-local batches for steps start_step .. num_steps - 1 (batch k feeds step k + 1)."""
     local = _check_batch(global_batch, process_count)
@@ -77,19 +103,17 @@ def train_batches(
         idx = _permutation(seed, epoch, len(source))[j * global_batch : (j + 1) * global_batch]
         return _read(source, idx[process_index * local : (process_index + 1) * local])
 
-    ds = grain.MapDataset.range(start_step, num_steps).map(load)
-    return iter(
-        ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(prefetch, num_threads)))
-    )
+    return _iterate(grain.MapDataset.range(start_step, num_steps).map(load), num_threads, prefetch, num_workers)
 
 
 def eval_batches(
-    source: OpenFWISource,
+    source,
     global_batch: int,
     *,
     process_index: int = 0,
     process_count: int = 1,
     num_threads: int = 4,
+    num_workers: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Every sample exactly once, in order; the last batch is zero-padded with ``mask`` 0."""
     local = _check_batch(global_batch, process_count)
@@ -104,5 +128,4 @@ def eval_batches(
         batch["mask"] = valid.astype(np.float32)
         return batch
 
-    ds = grain.MapDataset.range(-(-n // global_batch)).map(load)
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=num_threads)))
+    return _iterate(grain.MapDataset.range(-(-n // global_batch)).map(load), num_threads, num_threads, num_workers)

@@ -1,13 +1,30 @@
-"""Random-access sources of OpenFWI (seismic, velocity) pairs, memory-mapped per sample."""
+"""Random-access sources of OpenFWI (seismic, velocity) pairs, memory-mapped per sample.
+
+Two on-disk naming schemes exist: Vel / Style datasets use ``data/dataN.npy`` + ``model/modelN.npy``;
+Fault datasets use ``seisX_Y_Z.npy`` + ``velX_Y_Z.npy`` (paired by their shared suffix). Both are
+read the same way: one sample per read from a memory map, whose pages are handed back to the OS
+right after the copy, so resident memory stays flat however many files or epochs are read.
+"""
 
 from __future__ import annotations
 
+import mmap
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from fwi_jax.data.datasets import DatasetSpec
+
+_PAGE = mmap.PAGESIZE
+# Linux maps pages around a faulting one (fault-around, large folios: measured ~300 KB here), so a
+# read maps some of its neighbours' pages too; release that much margin on both sides (<= 2 MB folios).
+_FAULT_AROUND = 2 << 20
+# (seismic prefix, velocity prefix) of the two naming schemes; folders of those names are ignored
+# when pairing, so data/data3.npy pairs with model/model3.npy and seis2_1_0.npy with vel2_1_0.npy.
+SCHEMES = {"vel": ("data", "model"), "fault": ("seis", "vel")}
+_NAME = re.compile(r"^(data|model|seis|vel)(\w*?)\.npy$")
 
 
 def read_split(split_file: str | os.PathLike, root: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
@@ -48,22 +65,69 @@ def _resolve(path: str, base: Path, split_file: Path, lineno: int) -> Path:
     )
 
 
+def natural_key(path: Path) -> tuple:
+    """data2 < data10; seis2_1_0 < seis10_1_0."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path)))
+
+
+def scan_pairs(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[Path], str | None]:
+    """(pairs, unpaired files, naming scheme) of every OpenFWI .npy file under ``root``.
+
+    Files pair when their prefixes belong to one scheme and they share the suffix and the folder
+    (folders named after a prefix, such as ``data/`` and ``model/``, count as their parent).
+    """
+    root = Path(root)
+    found: dict[tuple[str, str, str], Path] = {}
+    for path in root.rglob("*.npy"):
+        m = _NAME.match(path.name)
+        if not m or path.name.startswith("."):
+            continue
+        folder = path.parent.relative_to(root)
+        if folder.name in {"data", "model", "seis", "vel"}:
+            folder = folder.parent
+        found[(m.group(1), str(folder), m.group(2))] = path
+    pairs, used, schemes = [], set(), set()
+    for scheme, (seis_prefix, vel_prefix) in SCHEMES.items():
+        for (prefix, folder, suffix), seis in found.items():
+            vel = found.get((vel_prefix, folder, suffix))
+            if prefix == seis_prefix and vel is not None:
+                pairs.append((seis, vel))
+                used |= {seis, vel}
+                schemes.add(scheme)
+    unpaired = sorted((p for p in found.values() if p not in used), key=natural_key)
+    scheme = "/".join(sorted(schemes)) if schemes else None
+    return sorted(pairs, key=lambda p: natural_key(p[0])), unpaired, scheme
+
+
 class OpenFWISource:
-    """(seismic (S, T, R), velocity (1, H, W)) float32 pairs, one memory-mapped sample per read."""
+    """(seismic (S, T, R), velocity (1, H, W)) float32 pairs, one memory-mapped sample per read.
+
+    Picklable (grain worker processes reopen the maps from the paths).
+    """
 
     def __init__(self, pairs: list[tuple[Path, Path]], spec: DatasetSpec):
         self.spec = spec
+        self.files = [(Path(s), Path(v)) for s, v in pairs]
+        self._open_all()
+
+    def _open_all(self) -> None:
         self._data, self._model, counts = [], [], []
-        for seis_path, vel_path in pairs:
-            seis = _open(seis_path, spec.seismic_shape)
-            vel = _open(vel_path, spec.velocity_shape)
+        for seis_path, vel_path in self.files:
+            seis = open_npy(seis_path, self.spec.seismic_shape)
+            vel = open_npy(vel_path, self.spec.velocity_shape)
             if len(seis) != len(vel):
                 raise ValueError(f"{seis_path} holds {len(seis)} samples but {vel_path} holds {len(vel)}")
             self._data.append(seis)
             self._model.append(vel)
             counts.append(len(seis))
-        self._offsets = np.concatenate([[0], np.cumsum(counts)])
-        self.files = list(pairs)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def __getstate__(self) -> dict:
+        return {"spec": self.spec, "files": self.files}
+
+    def __setstate__(self, state: dict) -> None:
+        self.spec, self.files = state["spec"], state["files"]
+        self._open_all()
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
@@ -74,12 +138,30 @@ class OpenFWISource:
         f = int(np.searchsorted(self._offsets, index, side="right") - 1)
         return f, index - int(self._offsets[f])
 
+    def describe(self, index: int) -> str:
+        f, i = self.locate(int(index))
+        return f"sample {i} of {self.files[f][0].name} / {self.files[f][1].name}"
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         f, i = self.locate(int(index))
-        return np.array(self._data[f][i]), np.array(self._model[f][i])
+        return read_sample(self._data[f], i), read_sample(self._model[f], i)
 
 
-def _open(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
+def read_sample(arr: np.memmap, i: int) -> np.ndarray:
+    """Copy sample ``i`` out of a memory map, then release its pages from this process."""
+    out = np.array(arr[i])
+    mm = getattr(arr, "_mmap", None)
+    if mm is not None:
+        start = arr.offset + i * out.nbytes
+        lo = max(start - _FAULT_AROUND, 0) // _PAGE * _PAGE
+        hi = min(-(-(start + out.nbytes + _FAULT_AROUND) // _PAGE) * _PAGE, len(mm))
+        if hi > lo:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    return out
+
+
+def open_npy(path: Path, sample_shape: tuple[int, ...]) -> np.memmap:
+    """Memory-map an (N, *sample_shape) float32 .npy, naming the file in every error."""
     try:
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:

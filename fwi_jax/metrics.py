@@ -63,6 +63,31 @@ def metric_sums(pred: jax.Array, target: jax.Array, mask: jax.Array) -> dict[str
     }
 
 
+def per_sample(pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
+    """Per-sample MAE, MSE (normalized units) and SSIM of normalized (B, H, W) maps."""
+    p, t = pred.astype(jnp.float32), target.astype(jnp.float32)
+    err = p - t
+    return {
+        "mae_norm": jnp.mean(jnp.abs(err), axis=(1, 2)),
+        "mse_norm": jnp.mean(err**2, axis=(1, 2)),
+        "ssim": ssim(p / 2 + 0.5, t / 2 + 0.5),
+    }
+
+
+def summarize(per: dict[str, np.ndarray], unit: float) -> dict[str, float]:
+    """Dataset metrics from per-sample arrays (every sample has the same pixel count, so the mean of
+    per-sample MAE / MSE is the global pixel mean; RMSE = sqrt of the global MSE)."""
+    n = len(per["mae_norm"])
+    sums = {
+        "abs_err": float(np.sum(per["mae_norm"])),
+        "sq_err": float(np.sum(per["mse_norm"])),
+        "ssim": float(np.sum(per["ssim"])),
+        "pixels": n,
+        "samples": n,
+    }
+    return finalize(sums, unit)
+
+
 def finalize(sums: dict[str, float], unit: float) -> dict[str, float]:
     """Global metrics from accumulated sums: MAE/MSE/RMSE normalized and in m/s (``unit`` m/s per
     normalized unit, 1500 for OpenFWI), SSIM."""

@@ -348,7 +348,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     p_eval = jax.jit(functools.partial(eval_step, model=model), in_shardings=(repl, batch_sh), out_shardings=repl)
 
     ckpt = Checkpointer(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)
-    config_json = config_to_json(config)
+    config_json = {**config_to_json(config), "normalization": spec.normalization()}
     start = ckpt.latest_step()
     if start is not None:
         _check_resume_compatible(ckpt.read_config(start), config, ckpt.directory)

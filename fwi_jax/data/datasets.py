@@ -33,6 +33,10 @@ class DatasetSpec:
     def velocity_shape(self) -> tuple[int, int, int]:
         return (1, self.depth, self.width)
 
+    def normalization(self) -> dict[str, float]:
+        """The constants a checkpoint stores, so inference normalizes exactly as training did."""
+        return {k: getattr(self, k) for k in ("data_min", "data_max", "label_min", "label_max")}
+
 
 DATASETS: dict[str, DatasetSpec] = {
     s.name: s

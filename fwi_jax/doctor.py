@@ -1,0 +1,164 @@
+"""Check this machine for fwi_jax: versions, JAX backend and devices, data paths, a writable workdir.
+
+    python -m fwi_jax.doctor [--workdir runs/x] [--data-root /data/flatvel-a] [--dataset flatvel-a]
+
+Prints one line per check and a verdict; exits 1 when something would stop training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "grain",
+    "numpy",
+    "ml-collections",
+    "tensorflow-datasets",
+    "array-record",
+    "matplotlib",
+)
+
+
+class Report:
+    def __init__(self):
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def ok(self, what: str, detail: str) -> None:
+        print(f"  ok    {what}: {detail}")
+
+    def warn(self, what: str, detail: str) -> None:
+        self.warnings.append(what)
+        print(f"  warn  {what}: {detail}")
+
+    def fail(self, what: str, detail: str) -> None:
+        self.problems.append(what)
+        print(f"  FAIL  {what}: {detail}")
+
+
+def check_versions(r: Report) -> None:
+    import fwi_jax
+
+    r.ok("python", f"{platform.python_version()} ({sys.executable})")
+    r.ok("fwi_jax", f"{fwi_jax.__version__} ({Path(fwi_jax.__file__).parent})")
+    for pkg in PACKAGES:
+        try:
+            r.ok(pkg, importlib.metadata.version(pkg))
+        except importlib.metadata.PackageNotFoundError:
+            if pkg in ("tensorflow-datasets", "array-record"):
+                r.warn(pkg, "not installed (only needed for data.source=tfds)")
+            else:
+                r.fail(pkg, "not installed: pip install -e .")
+    if "tensorflow" in sys.modules:
+        r.warn("tensorflow", "imported; fwi_jax never needs it")
+
+
+def check_jax(r: Report) -> None:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except Exception as e:  # a broken jaxlib install
+        r.fail("jax import", str(e))
+        return
+    devices = jax.devices()
+    kinds = sorted({d.device_kind for d in devices})
+    r.ok("backend", f"{jax.default_backend()} with {len(devices)} device(s): {', '.join(kinds)}")
+    r.ok("processes", f"{jax.process_count()} (this is process {jax.process_index()})")
+    if jax.default_backend() == "cpu" and len(devices) == 1 and (os.cpu_count() or 1) > 1:
+        r.ok("cpu", f"{os.cpu_count()} cores; XLA uses them inside one device (data generation splits them itself)")
+    t = time.perf_counter()
+    try:
+        y = jax.jit(lambda a: (a @ a.T).sum())(jnp.ones((256, 256)))
+        y.block_until_ready()
+        r.ok("compute", f"a jitted matmul ran in {time.perf_counter() - t:.2f} s (result {float(y):.0f})")
+    except Exception as e:
+        r.fail("compute", f"a jitted matmul failed: {e}")
+    flags = os.environ.get("XLA_FLAGS")
+    if flags:
+        r.ok("XLA_FLAGS", flags)
+
+
+def _writable(path: Path) -> str | None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        return str(e)
+    return None
+
+
+def check_paths(r: Report, workdir: str | None, data_root: str | None, dataset: str) -> None:
+    cache = Path("~/.cache/fwi_jax").expanduser()
+    err = _writable(cache)
+    if err:
+        r.warn("cache", f"{cache} is not writable ({err}); set data.cache_dir and compilation_cache")
+    else:
+        sets = sorted(p.name for p in (cache / "datasets").glob("*") if (p / "val.txt").exists())
+        r.ok("cache", f"{cache} ({len(sets)} generated dataset(s){': ' + ', '.join(sets[:4]) if sets else ''})")
+    if workdir:
+        wd = Path(workdir).expanduser().absolute()
+        err = _writable(wd)
+        if err:
+            r.fail("workdir", f"{wd} is not writable: {err}")
+        else:
+            free = shutil.disk_usage(wd).free / 1e9
+            has = [d for d in ("checkpoints", "best") if (wd / d).is_dir()]
+            state = f"holds {' and '.join(has)} (training resumes, evaluate/predict can use it)" if has else "empty"
+            (r.warn if free < 1 else r.ok)("workdir", f"{wd} writable, {free:.1f} GB free, {state}")
+    if data_root:
+        from fwi_jax.data.datasets import get_dataset
+        from fwi_jax.data.sources import scan_pairs
+
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            r.fail("data root", f"{root} is not a directory")
+            return
+        pairs, unpaired, scheme = scan_pairs(root)
+        spec = get_dataset(dataset)
+        if not pairs:
+            r.fail("data root", f"{root} holds no OpenFWI file pairs")
+            return
+        splits = [s for s in ("train.txt", "val.txt") if (root / s).is_file()]
+        detail = f"{len(pairs)} pairs ({scheme} naming), {len(unpaired)} unpaired"
+        detail += f"; {spec.name} has {spec.train_files + spec.val_files}"
+        if len(splits) < 2:
+            r.warn("data root", f"{detail}; no split files yet: python -m fwi_jax.data.prepare --root {root}")
+        else:
+            r.ok("data root", f"{detail}; split files present")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fwi_jax.doctor", description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", default=None, help="a workdir to check for writing")
+    p.add_argument("--data-root", default=None, help="a downloaded OpenFWI dataset folder to check")
+    p.add_argument("--dataset", default="flatvel-a", help="the dataset at --data-root")
+    a = p.parse_args(argv)
+    r = Report()
+    print("fwi_jax doctor")
+    check_versions(r)
+    check_jax(r)
+    check_paths(r, a.workdir, a.data_root, a.dataset)
+    if r.problems:
+        print(f"verdict: NOT READY: {', '.join(r.problems)} (see FAIL lines)")
+        return 1
+    extra = f" ({len(r.warnings)} warning(s): {', '.join(r.warnings)})" if r.warnings else ""
+    print(f"verdict: READY to train{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,9 +28,46 @@ def torch_bias_init(fan_in: int) -> Callable:
     return init
 
 
-def batch_norm(train: bool, dtype) -> nn.BatchNorm:
-    # PyTorch BatchNorm2d(momentum=0.1, eps=1e-5) == Flax momentum 0.9.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32)
+class TorchBatchNorm(nn.Module):
+    """BatchNorm2d exactly as PyTorch: batch statistics in training (biased variance, two-pass),
+    running averages with momentum 0.1 whose variance is the *unbiased* one (n / (n - 1)).
+
+    flax.linen.BatchNorm keeps the biased variance, which differs by 16/15 at InversionNet's 1 x 1
+    bottleneck with batch 16; imported reference weights and training curves need PyTorch's rule.
+    Variables are named like flax.linen.BatchNorm's (params scale / bias, batch_stats mean / var).
+    Statistics and normalization run in float32 whatever the compute dtype.
+    """
+
+    momentum: float = 0.1  # PyTorch convention: new = (1 - m) old + m batch
+    epsilon: float = 1e-5
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        c = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        x32 = x.astype(jnp.float32)
+        if train:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x32, axis=axes)
+            var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+            if not self.is_initializing():
+                n = x.size // c
+                m = self.momentum
+                ra_mean.value = (1 - m) * ra_mean.value + m * mean
+                ra_var.value = (1 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
+        else:
+            mean, var = ra_mean.value, ra_var.value
+        y = (x32 - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
+        return y.astype(self.dtype)
+
+
+def batch_norm(train: bool, dtype) -> Callable[[jax.Array], jax.Array]:
+    bn = TorchBatchNorm(dtype=dtype, name="BatchNorm_0")  # Flax's auto name: checkpoints stay compatible
+    return lambda x: bn(x, train)
 
 
 def use_einsum_convs(impl: str) -> bool:

@@ -16,6 +16,12 @@ from ml_collections import config_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.", required=True)
 config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Config file (path[:arg]).", lock_config=True)
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "off", ["off", "auto", "explicit"], "Multi-process runtime: auto on TPU pods / SLURM."
+)
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (--distributed=explicit).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (--distributed=explicit).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's id (--distributed=explicit).")
 
 
 def main(argv: list[str]) -> None:
@@ -23,6 +29,12 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    from fwi_jax import distributed
+
+    try:
+        distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     from fwi_jax.metrics import describe
     from fwi_jax.trainer import train_and_evaluate
 
@@ -36,8 +48,14 @@ def main(argv: list[str]) -> None:
         summary = train_and_evaluate(config, _WORKDIR.value)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
-    if summary["val"]:
+    if summary["val"] and jax_process_index() == 0:
         print(f"done at step {summary['step']}: val {describe(summary['val'])}")
+
+
+def jax_process_index() -> int:
+    import jax
+
+    return jax.process_index()
 
 
 def parse_flags(argv: list[str]) -> list[str]:

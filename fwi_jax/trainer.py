@@ -170,6 +170,10 @@ def prepare_data(config: ml_collections.ConfigDict) -> tuple[Any, Any, DatasetSp
         root = cache / f"{d.family}-{d.mode}-seed{d.generation_seed}-n{d.num_samples}-k{d.file_size}-v{d.val_files}"
         if jax.process_index() == 0 and not (root / "val.txt").exists():
             _generate(d, root)
+        if jax.process_count() > 1:  # the others wait for process 0's files
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("fwi_jax: generated data ready")
         train_split, val_split = root / "train.txt", root / "val.txt"
     elif d.source == "openfwi":
         if not d.root:
@@ -456,7 +460,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             print(
                 f"{interrupted} at step {step}: checkpoint saved in {ckpt.directory}; re-run the same command to resume"
             )
-        elif jax.process_index() == 0 and config.num_plot_samples > 0:
+        elif jax.process_count() == 1 and config.num_plot_samples > 0:  # evaluate draws multi-process runs
             from fwi_jax import viz
 
             batch = next(pipeline.eval_batches(val_src, eval_bs, num_threads=1))
@@ -465,9 +469,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             viz.save_prediction_grid(
                 workdir / "predictions.png", batch["velocity"][:n, ..., 0], np.asarray(pred)[:n, ..., 0], spec
             )
+    # Every step must reuse one executable: a second compilation means a shape or sharding changed.
+    compilations = p_train._cache_size() if hasattr(p_train, "_cache_size") else None
+    if compilations and compilations > 1 and jax.process_index() == 0:
+        print(f"warning: the train step compiled {compilations} times in this run (expected once)", file=sys.stderr)
     return {
         "state": state,
         "step": step,
+        "train_step_compilations": compilations,
         "train": train_metrics,
         "val": val_metrics,
         "interrupted": interrupted,

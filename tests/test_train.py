@@ -133,6 +133,7 @@ def test_full_run_writes_metrics_checkpoints_and_picture(cache_dir, tmp_path):
     summary = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "run")
     run = tmp_path / "run"
     assert summary["step"] == summary["total_steps"] == 4 and summary["interrupted"] is None
+    assert summary["train_step_compilations"] == 1  # 4 steps, evaluation between them: one executable
     rows = read_jsonl(run / "metrics.jsonl")
     assert {r["split"] for r in rows} == {"train", "val"}
     val = [r for r in rows if r["split"] == "val"][-1]

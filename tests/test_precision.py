@@ -1,0 +1,42 @@
+"""Mixed precision: bfloat16 compute keeps float32 parameters, BatchNorm statistics and loss, and stays
+close to float32 on a fixed batch."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from test_train import fixed_batch
+
+from fwi_jax import trainer
+from fwi_jax.config import default_config
+
+SPEC = trainer.get_dataset("flatvel-a")
+
+
+def test_bfloat16_compute_matches_float32_on_a_fixed_batch():
+    batch = fixed_batch(8)
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        c = default_config()
+        c.model.dims = "small"
+        c.model.compute_dtype = dtype
+        model = trainer.model_from_config(c, SPEC)
+        tx = trainer.make_optimizer(c, 10)
+        state = trainer.init_state(model, tx, 0, SPEC)  # same seed: same float32 parameters
+        (loss, (_, stats)), grads = jax.jit(
+            lambda s, b, model=model: trainer.loss_and_grads(s.params, s.batch_stats, b, model=model, l1=1.0, l2=1.0)
+        )(state, batch)
+        pred = model.apply({"params": state.params, "batch_stats": stats}, jnp.asarray(batch["seismic"]), train=False)
+        out[dtype] = (float(loss), np.asarray(pred), grads, stats)
+        assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
+        assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(stats))
+        assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(grads))
+        assert pred.dtype == jnp.float32 and loss.dtype == jnp.float32
+    (l32, p32, g32, _), (l16, p16, g16, _) = out["float32"], out["bfloat16"]
+    assert abs(l16 - l32) <= 0.02 * l32, (l16, l32)
+    assert np.mean(np.abs(p16 - p32)) < 0.02 and np.max(np.abs(p16 - p32)) < 0.15
+    cos = [
+        float(jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b) + 1e-30))
+        for a, b in zip(jax.tree.leaves(g32), jax.tree.leaves(g16), strict=True)
+        if float(jnp.linalg.norm(a)) > 1e-6
+    ]
+    assert min(cos) > 0.9, min(cos)  # every gradient tensor points the same way

@@ -313,7 +313,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if a.cmd == "import":
             out = import_state_dict(load_pth(a.pth), a.dataset, a.workdir, a.dims)
-            print(f"imported {a.pth} into {out} (evaluate: python -m fwi_jax.evaluate --workdir {out})")
+            print(
+                f"imported {a.pth} into {out}; evaluate with python -m fwi_jax.evaluate --workdir {out} "
+                "--data-root DATASET_DIR, or predict with python -m fwi_jax.predict --workdir {out} ..."
+            )
         else:
             sd = export_state_dict(a.workdir, a.checkpoint)
             save_pth(sd, a.out)

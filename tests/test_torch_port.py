@@ -36,7 +36,9 @@ pytestmark = [
 
 
 def run_torch(*args) -> str:
-    proc = subprocess.run([torch_python(), str(HERE / "torch_side.py"), *map(str, args)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [torch_python(), str(HERE / "torch_side.py"), *map(str, args)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -92,7 +94,10 @@ def test_train_mode_gradients_and_one_adamw_step_match(ref, tmp_path):
     batch = {"seismic": jnp.asarray(nhwc(io["x"])), "velocity": jnp.asarray(nhwc(io["y"]))}
 
     pred, _ = model.apply(
-        {"params": state.params, "batch_stats": state.batch_stats}, batch["seismic"], train=True, mutable=["batch_stats"]
+        {"params": state.params, "batch_stats": state.batch_stats},
+        batch["seismic"],
+        train=True,
+        mutable=["batch_stats"],
     )
     # Batch statistics of 4 samples (4 values per channel at the 1 x 1 bottleneck) amplify float32 rounding
     # (with 2 samples: max difference 4e-5 on outputs in [-1, 1]).
@@ -173,9 +178,16 @@ def test_conversion_errors_are_all_reported_at_once(ref, tmp_path, capsys):
         torch_port.import_state_dict(sd, "flatvel-a", tmp_path / "w", dims="small")
     msg = str(e.value)
     assert msg.startswith("4 problem(s)")
-    for part in ("missing convblock3_1.layers.0.weight", "deconv2_1.layers.0.weight: shape", "unexpected key extra_head.weight", "convblock1.layers.1.bias: holds NaN"):
+    for part in (
+        "missing convblock3_1.layers.0.weight",
+        "deconv2_1.layers.0.weight: shape",
+        "unexpected key extra_head.weight",
+        "convblock1.layers.1.bias: holds NaN",
+    ):
         assert part in msg
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())  # nothing written
     with pytest.raises(SystemExit):
-        torch_port.main(["import", str(tmp_path / "nope.pth"), "--dataset", "flatvel-a", "--workdir", str(tmp_path / "x")])
+        torch_port.main(
+            ["import", str(tmp_path / "nope.pth"), "--dataset", "flatvel-a", "--workdir", str(tmp_path / "x")]
+        )
     assert "does not exist" in capsys.readouterr().err

@@ -33,7 +33,9 @@ class DeconvBlock(nn.Module):
     def __init__(self, cin, cout, kernel=4, stride=2, padding=1):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.ConvTranspose2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
+            nn.ConvTranspose2d(cin, cout, kernel, stride, padding),
+            nn.BatchNorm2d(cout),
+            nn.LeakyReLU(0.2, inplace=True),
         )
 
     def forward(self, x):
@@ -117,16 +119,16 @@ def parity(out: Path, dims, train_dims, batch: int, seed: int, lr: float) -> Non
     opt.step()
     torch.save(small.state_dict(), out / "small_after.pth")
     np.savez(out / "grads.npz", **grads)
-    np.savez(
-        out / "io.npz", x=x, y=y, eval_out=eval_out, train_out=pred.detach().numpy(), loss=loss.detach().numpy()
-    )
+    np.savez(out / "io.npz", x=x, y=y, eval_out=eval_out, train_out=pred.detach().numpy(), loss=loss.detach().numpy())
 
 
 def equal(a: Path, b: Path) -> dict:
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     sa = sa.get("model", sa)
     diff = sorted(set(sa) ^ set(sb))
-    unequal = [k for k in sorted(set(sa) & set(sb)) if not k.endswith("num_batches_tracked") and not torch.equal(sa[k], sb[k])]
+    unequal = [
+        k for k in sorted(set(sa) & set(sb)) if not k.endswith("num_batches_tracked") and not torch.equal(sa[k], sb[k])
+    ]
     model = InversionNet()
     model.load_state_dict(sb)  # the reference's strict load
     return {"missing_or_extra": diff, "unequal": unequal}

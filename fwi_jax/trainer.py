@@ -351,7 +351,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     p_train = jax.jit(step_fn, in_shardings=(repl, batch_sh), out_shardings=(repl, repl), donate_argnums=0)
     p_eval = jax.jit(functools.partial(eval_step, model=model), in_shardings=(repl, batch_sh), out_shardings=repl)
 
-    ckpt = Checkpointer(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)
+    # Multi-process runs save synchronously: Orbax's async saves across processes aborted in CI (a background
+    # save's cross-process barrier racing the next save's), and the final save must complete on all processes.
+    async_save = config.async_checkpoints and jax.process_count() == 1
+    ckpt = Checkpointer(workdir, keep=config.keep_checkpoints, async_save=async_save)
     config_json = {**config_to_json(config), "normalization": spec.normalization()}
     start = ckpt.latest_step()
     if start is not None:

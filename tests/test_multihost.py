@@ -93,8 +93,10 @@ def test_two_processes_train_like_one(tmp_path):
         for i in range(2)
     ]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
+    for i, (p, (_, err)) in enumerate(zip(procs, outs, strict=True)):
+        (tmp_path / f"process{i}.err").write_text(err)
+        first = [line for line in err.splitlines() if "rror" in line or "Fatal" in line or "Check failed" in line]
+        assert p.returncode == 0, f"process {i} exited {p.returncode}: {first[:5]}\n{err[:2000]}"
     assert "done at step 3" in outs[0][0] and "done at step" not in outs[1][0]  # process 0 alone reports
 
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)

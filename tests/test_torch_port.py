@@ -52,6 +52,15 @@ def ref(tmp_path_factory):
     return out, io
 
 
+@pytest.fixture(scope="module")
+def imported_full(ref, tmp_path_factory):
+    """The full-width reference weights imported once through the CLI."""
+    out, _ = ref
+    workdir = tmp_path_factory.mktemp("imported") / "w"
+    torch_port.main(["import", str(out / "full.pth"), "--dataset", "flatvel-a", "--workdir", str(workdir)])
+    return workdir
+
+
 def nhwc(x):
     return np.transpose(x, (0, 2, 3, 1))
 
@@ -61,10 +70,9 @@ def pad_to_devices(x):
     return np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
 
 
-def test_eval_outputs_match_at_full_width(ref, tmp_path):
+def test_eval_outputs_match_at_full_width(ref, imported_full):
     out, io = ref
-    torch_port.main(["import", str(out / "full.pth"), "--dataset", "flatvel-a", "--workdir", str(tmp_path / "w")])
-    trained = inference.load(tmp_path / "w")
+    trained = inference.load(imported_full)
     assert sum(x.size for x in jax.tree.leaves(trained.state.params)) == 24_409_123
     pred = trained.predict_normalized(pad_to_devices(nhwc(io["x"])))[:4]
     expected = io["eval_out"][:, 0]
@@ -158,11 +166,10 @@ def test_train_mode_gradients_and_one_adamw_step_match(ref, tmp_path):
     )
 
 
-def test_export_round_trips_exactly_and_the_reference_loads_it(ref, tmp_path):
+def test_export_round_trips_exactly_and_the_reference_loads_it(ref, imported_full, tmp_path):
     out, _ = ref
-    torch_port.main(["import", str(out / "full.pth"), "--dataset", "flatvel-a", "--workdir", str(tmp_path / "w")])
     back = tmp_path / "back.pth"
-    torch_port.main(["export", "--workdir", str(tmp_path / "w"), "--out", str(back)])
+    torch_port.main(["export", "--workdir", str(imported_full), "--out", str(back)])
     result = json.loads(run_torch("equal", out / "full.pth", back).strip().splitlines()[-1])
     assert result == {"missing_or_extra": [], "unequal": []}
 

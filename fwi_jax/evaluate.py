@@ -20,6 +20,7 @@ import numpy as np
 from fwi_jax import inference, metrics, trainer, viz
 from fwi_jax.data import pipeline
 from fwi_jax.data.transforms import velocity_unit
+from fwi_jax.fileio import atomic_write_text
 from fwi_jax.results import published
 
 ROWS = (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"))
@@ -86,7 +87,7 @@ def evaluate(
         "pictures": [p.name for p in pictures],
         "spaces": "mae/mse/rmse_norm: normalized [-1, 1] maps; *_ms: m/s; ssim: maps rescaled to [0, 1]",
     }
-    _atomic_write(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
     report["out"] = str(out)
     return report
 
@@ -103,12 +104,6 @@ def _write_csv(path: Path, per: dict[str, np.ndarray], unit: float, source) -> N
                 + [f"{x:.6g}" for x in (mae, mae * unit, mse, mse * unit**2, mse**0.5, mse**0.5 * unit)]
                 + [f"{float(per['ssim'][i]):.6f}"]
             )
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 

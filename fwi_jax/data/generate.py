@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fwi_jax.data import velocity
+from fwi_jax.fileio import atomic_write_text
 
 MANIFEST = "generation.json"
 
@@ -81,9 +82,7 @@ def _write_splits(out: Path, spec: GenerationSpec) -> None:
     if not 0 <= nval < max(n, 1) and n > 0:
         raise ValueError(f"val_files={nval} leaves no training file out of {n}")
     for name, chunk in (("all.txt", lines), ("train.txt", lines[: n - nval]), ("val.txt", lines[n - nval :])):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text("".join(chunk))
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, "".join(chunk))
 
 
 def _check_manifest(out: Path, spec: GenerationSpec) -> None:
@@ -100,9 +99,7 @@ def _check_manifest(out: Path, spec: GenerationSpec) -> None:
                 f"{out} already holds data generated with other settings ({detail}); "
                 "use the same settings to resume, or another --out"
             )
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({**spec.identity(), "num": spec.num}, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({**spec.identity(), "num": spec.num}, indent=2) + "\n")
 
 
 def generate_dataset(

@@ -25,6 +25,7 @@ import numpy as np
 from fwi_jax.data.datasets import DatasetSpec, get_dataset
 from fwi_jax.data.generate import MANIFEST as GENERATION_MANIFEST
 from fwi_jax.data.sources import open_npy, scan_pairs
+from fwi_jax.fileio import atomic_write_text
 
 MANIFEST = "fwi_jax_prepare.json"
 _CHUNK_BYTES = 64 << 20  # finiteness is checked in 64 MB slices: flat memory for 700 MB files
@@ -145,9 +146,7 @@ def prepare(
     for name in splits:
         _writable_split(out / name, out)
     for name, chunk in splits.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text("".join(f"{_rel(s, root)}\t{_rel(v, root)}\n" for s, v in chunk))
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, "".join(f"{_rel(s, root)}\t{_rel(v, root)}\n" for s, v in chunk))
     nbytes = {name: sum(s.stat().st_size + v.stat().st_size for s, v in chunk) for name, chunk in splits.items()}
     report = {
         "dataset": spec.name,
@@ -163,9 +162,7 @@ def prepare(
         "finite_checked": full_check,
         "official_counts": train_fraction is None,
     }
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    atomic_write_text(out / MANIFEST, json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -149,13 +149,14 @@ def _pml_coefficients(n: int, pml: int, dx: float, dt: float, vmax, freq: float,
     return a, b
 
 
-def _cpml_strips(q, psi, zeta, coef_a, coef_b, *, axis: int, n: int, width: int, dx: float):
+def _cpml_strips(q, psi, zeta, coef_a, coef_b, gap, *, axis: int, n: int, width: int, dx: float):
     """CPML terms d(psi)/dn + zeta on the two absorbing strips along one axis.
 
     q is the ringed field (G, H + 4, W + 4); axis is 1 (z) or 2 (x). psi / zeta hold the strips
     stacked as (2, ...). The strips are `width` = pml + 2 cells wide: beyond the PML psi and zeta
     stay 0, so d(psi)/dn vanishes past the strip and the full-grid result is exactly this one
-    placed into zeros. Returns (term on the (G, H, W) grid, psi, zeta).
+    placed into zeros (`gap`, made once outside the time loop: XLA:CPU would refill it every
+    step). Returns (term on the (G, H, W) grid, psi, zeta).
     """
     other = 3 - axis
     inner = lax.slice_in_dim(q, 2, q.shape[other] - 2, axis=other)
@@ -177,9 +178,7 @@ def _cpml_strips(q, psi, zeta, coef_a, coef_b, *, axis: int, n: int, width: int,
     dpsi = d1(jnp.pad(psi, pad))
     zeta = coef_a * zeta + coef_b * (d2u + dpsi)
     term = dpsi + zeta
-    gap = list(term.shape[1:])
-    gap[axis] = n - 2 * width
-    full = jnp.concatenate([term[0], jnp.zeros(gap, term.dtype), term[1]], axis=axis)
+    full = jnp.concatenate([term[0], gap, term[1]], axis=axis)
     return full, psi, zeta
 
 
@@ -198,13 +197,18 @@ def _fast_shot(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, fre
         coefs.append(tuple(jnp.stack([c[:width], c[n - width :]]).reshape(shape) for c in (ca, cb)))
     (az, bz), (ax, bx) = coefs
     v2dt2 = a * dx * dx  # (v dt)^2
+    # Loop-invariant zeros: the ring (copy + in-place update beats a pad fusion on XLA:CPU by
+    # ~1/3) and the gaps between the CPML strips.
+    ring = jnp.zeros((g, h + 4, w + 4), a.dtype) + 0 * a[0, 0]
+    gap_z = jnp.zeros((g, h - 2 * width, w), a.dtype) + 0 * a[0, 0]
+    gap_x = jnp.zeros((g, h, w - 2 * width), a.dtype) + 0 * a[0, 0]
 
     def step(carry, w_t):
         u, um, psiz, psix, zetaz, zetax = carry
-        q = _ring(u)
+        q = lax.dynamic_update_slice(ring, u, (0, 2, 2))
         lap = (2.0 * _C0 * u + _C1 * _shift_sum(q, h, w, 1) + _C2 * _shift_sum(q, h, w, 2)) / (dx * dx)
-        tz, psiz, zetaz = _cpml_strips(q, psiz, zetaz, az, bz, axis=1, n=h, width=width, dx=dx)
-        tx, psix, zetax = _cpml_strips(q, psix, zetax, ax, bx, axis=2, n=w, width=width, dx=dx)
+        tz, psiz, zetaz = _cpml_strips(q, psiz, zetaz, az, bz, gap_z, axis=1, n=h, width=width, dx=dx)
+        tx, psix, zetax = _cpml_strips(q, psix, zetax, ax, bx, gap_x, axis=2, n=w, width=width, dx=dx)
         un = _inject(2.0 * u - um + v2dt2 * (lap + tz + tx), src, amp * w_t)
         return (un, u, psiz, psix, zetaz, zetax), _record(un, rec_z, rec_x)
 

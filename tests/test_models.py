@@ -123,7 +123,9 @@ def test_einsum_conv_equals_xla_conv_values_and_gradients(kernel, strides, paddi
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("kernel, pad, shape", [(4, 1, (2, 5, 5, 3)), (5, 0, (2, 1, 1, 3)), (4, 1, (2, 3, 4, 3))])
+@pytest.mark.parametrize(
+    "kernel, pad, shape", [(4, 1, (2, 5, 5, 3)), (5, 0, (2, 1, 1, 3)), (4, 1, (2, 1, 1, 3)), (4, 1, (2, 3, 4, 3))]
+)
 def test_subpixel_transposed_conv_equals_xla(kernel, pad, shape):
     x = jnp.asarray(np.random.default_rng(3).normal(size=shape), jnp.float32)
     p = ((kernel - 1 - pad,) * 2,) * 2

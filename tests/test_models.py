@@ -133,8 +133,8 @@ def test_subpixel_transposed_conv_equals_xla(kernel, pad, shape):
     mine = EinsumConvTranspose(6, (kernel, kernel), p)
     v = ref.init(jax.random.key(1), x)
     np.testing.assert_allclose(mine.apply(v, x), ref.apply(v, x), atol=2e-5)
-    g_ref = jax.grad(lambda v: jnp.sum(ref.apply(v, x) ** 2))(v)
-    g_mine = jax.grad(lambda v: jnp.sum(mine.apply(v, x) ** 2))(v)
+    g_ref = jax.grad(lambda v, x: jnp.sum(ref.apply(v, x) ** 2), argnums=(0, 1))(v, x)
+    g_mine = jax.grad(lambda v, x: jnp.sum(mine.apply(v, x) ** 2), argnums=(0, 1))(v, x)
     for a, b in zip(jax.tree.leaves(g_mine), jax.tree.leaves(g_ref), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 

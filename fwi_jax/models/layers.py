@@ -84,6 +84,33 @@ def _taps(x: jax.Array, kernel: tuple[int, int], strides: tuple[int, int], out: 
     return jnp.stack(cols, axis=3)
 
 
+@jax.custom_vjp
+def patch_matmul(patches: jax.Array, kernel: jax.Array) -> jax.Array:
+    """im2col patches (..., K) @ kernel (K, O), with the weight gradient computed as patches^T @ g.
+
+    JAX's own transpose rule computes it as (g^T @ patches)^T, for which XLA:CPU writes the BatchNorm
+    backward output transposed inside a fusion that reads its inputs with a large stride; in this
+    order XLA transposes the patches instead, a plain copy. Batch-16 train step 7-13% faster on
+    this CPU (A/B in one process).
+    """
+    return jnp.einsum("...k,ko->...o", patches, kernel)
+
+
+def _patch_matmul_fwd(patches: jax.Array, kernel: jax.Array):
+    return patch_matmul(patches, kernel), (patches, kernel)
+
+
+def _patch_matmul_bwd(res, g: jax.Array):
+    patches, kernel = res
+    lead = tuple(range(patches.ndim - 1))
+    d_patches = jnp.einsum("...o,ko->...k", g, kernel)
+    d_kernel = jax.lax.dot_general(patches, g, ((lead, lead), ((), ())))
+    return d_patches, d_kernel.astype(kernel.dtype)
+
+
+patch_matmul.defvjp(_patch_matmul_fwd, _patch_matmul_bwd)
+
+
 class EinsumConv(nn.Module):
     """nn.Conv's parameters and numbers, computed as im2col + one einsum.
 
@@ -110,7 +137,7 @@ class EinsumConv(nn.Module):
             return (y + bias.astype(self.dtype))[:, None, None, :]
         out = tuple((n - k) // s + 1 for n, k, s in zip(x.shape[1:3], self.kernel, self.strides, strict=True))
         taps = _taps(x, self.kernel, self.strides, out)
-        y = jnp.einsum("bhwtc,tco->bhwo", taps, kernel.reshape(kh * kw, cin, -1).astype(self.dtype))
+        y = patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), kernel.reshape(kh * kw * cin, -1).astype(self.dtype))
         return y + bias.astype(self.dtype)
 
 
@@ -177,8 +204,9 @@ class EinsumConvTranspose(nn.Module):
                     for dh in ph.offsets
                     for dw in pw.offsets
                 ]
-                sub = kernel[np.asarray(ph.taps)][:, np.asarray(pw.taps)].reshape(-1, cin, self.features)
-                phases[a, b] = jnp.einsum("bhwtc,tco->bhwo", jnp.stack(cols, axis=3), sub)
+                sub = kernel[np.asarray(ph.taps)][:, np.asarray(pw.taps)].reshape(-1, self.features)
+                taps = jnp.stack(cols, axis=3)
+                phases[a, b] = patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), sub)
         return _interleave(phases, x.shape[0], size, self.features, self.dtype) + bias.astype(self.dtype)
 
 

@@ -197,22 +197,22 @@ def _fast_shot(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, fre
         coefs.append(tuple(jnp.stack([c[:width], c[n - width :]]).reshape(shape) for c in (ca, cb)))
     (az, bz), (ax, bx) = coefs
     v2dt2 = a * dx * dx  # (v dt)^2
-    # Loop-invariant zeros: the ring (copy + in-place update beats a pad fusion on XLA:CPU by
-    # ~1/3) and the gaps between the CPML strips.
-    ring = jnp.zeros((g, h + 4, w + 4), a.dtype) + 0 * a[0, 0]
+    # Loop-invariant zeros between the CPML strips (XLA:CPU would refill them every step).
     gap_z = jnp.zeros((g, h - 2 * width, w), a.dtype) + 0 * a[0, 0]
     gap_x = jnp.zeros((g, h, w - 2 * width), a.dtype) + 0 * a[0, 0]
 
     def step(carry, w_t):
-        u, um, psiz, psix, zetaz, zetax = carry
-        q = lax.dynamic_update_slice(ring, u, (0, 2, 2))
+        # The wavefields are carried with their 2-cell zero ring: the new field is written into the
+        # interior of the dead previous one (in place), ~10% faster than re-ringing it every step.
+        q, qm, psiz, psix, zetaz, zetax = carry
+        u, um = _shifted(q, h, w, 0, 0), _shifted(qm, h, w, 0, 0)
         lap = (2.0 * _C0 * u + _C1 * _shift_sum(q, h, w, 1) + _C2 * _shift_sum(q, h, w, 2)) / (dx * dx)
         tz, psiz, zetaz = _cpml_strips(q, psiz, zetaz, az, bz, gap_z, axis=1, n=h, width=width, dx=dx)
         tx, psix, zetax = _cpml_strips(q, psix, zetax, ax, bx, gap_x, axis=2, n=w, width=width, dx=dx)
         un = _inject(2.0 * u - um + v2dt2 * (lap + tz + tx), src, amp * w_t)
-        return (un, u, psiz, psix, zetaz, zetax), _record(un, rec_z, rec_x)
+        return (lax.dynamic_update_slice(qm, un, (0, 2, 2)), q, psiz, psix, zetaz, zetax), _record(un, rec_z, rec_x)
 
-    zero = jnp.zeros((g, h, w), a.dtype) + 0 * a
+    zero = jnp.zeros((g, h + 4, w + 4), a.dtype) + 0 * a[0, 0]
     strips_z = jnp.zeros((2, g, width, w), a.dtype) + 0 * a[:width][None, None]
     strips_x = jnp.zeros((2, g, h, width), a.dtype) + 0 * a[:, :width][None, None]
     return _time_loop(step, (zero, zero, strips_z, strips_x, strips_z, strips_x), wavelet, nt, unroll)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fwi_jax.hostdevices import use_all_cpu_cores
+from fwi_jax.hostdevices import use_all_cpu_cores, use_transparent_hugepages
 
 use_all_cpu_cores()  # before JAX is imported: one device per core
 
@@ -162,6 +162,7 @@ def main() -> None:
                 "relative_l2": diffs,
                 "devices": jax.device_count(),
                 "platform": jax.devices()[0].platform,
+                "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
             },
             indent=2,
         )
@@ -171,4 +172,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    use_transparent_hugepages()  # the deepwave sidecar inherits it: both sides alike
     main()

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fwi_jax.hostdevices import use_transparent_hugepages
 from fwi_jax.models import build_model
 from fwi_jax.models.layers import ConvBlock, DeconvBlock
 
@@ -175,10 +176,12 @@ def main() -> None:
         "batch": a.batch,
         "dtype": a.dtype,
         "conv_impl": a.conv_impl,
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows + [total]}, indent=1) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+    use_transparent_hugepages()  # the PyTorch sidecar inherits it: both sides alike
     main()

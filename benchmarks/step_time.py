@@ -30,6 +30,7 @@ import numpy as np
 
 from fwi_jax import trainer
 from fwi_jax.config import default_config
+from fwi_jax.hostdevices import use_transparent_hugepages
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "step_time.json"
@@ -213,6 +214,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "jax": jax.__version__,
         "python": platform.python_version(),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -220,4 +222,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    use_transparent_hugepages()  # the PyTorch sidecar inherits it: both sides alike
     main()

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _sidecar import TorchSidecar
 
 from fwi_jax.hostdevices import use_transparent_hugepages
 from fwi_jax.models import build_model
@@ -37,31 +35,17 @@ RESULTS = HERE / "results" / "layer_times.json"
 
 
 class TorchBlocks:
-    def __init__(self, batch: int):
-        exe = sys.executable if importlib.util.find_spec("torch") else os.environ.get("FWI_JAX_TORCH_PYTHON")
-        if not exe:
-            raise RuntimeError("PyTorch not importable and FWI_JAX_TORCH_PYTHON not set (or pass --no-torch)")
-        self.proc = subprocess.Popen(
-            [exe, str(HERE / "_torch_layers.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.blocks = {name: tuple(shape) for name, shape in self.ask(cmd="setup", batch=batch)["blocks"]}
+    """The PyTorch network's blocks in the _torch_layers.py sidecar."""
 
-    def ask(self, **msg) -> dict:
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the PyTorch sidecar died (see its stderr above)")
-        return json.loads(line)
+    def __init__(self, batch: int):
+        self.side = TorchSidecar("_torch_layers.py")
+        self.blocks = {name: tuple(shape) for name, shape in self.side.ask(cmd="setup", batch=batch)["blocks"]}
 
     def time(self, n: int) -> dict[str, list[float]]:
-        return self.ask(cmd="time", n=n)["times"]
+        return self.side.ask(cmd="time", n=n)["times"]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=30)
+        self.side.close()
 
 
 class JaxBlocks:

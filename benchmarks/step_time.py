@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _sidecar import TorchSidecar
 
 from fwi_jax import trainer
 from fwi_jax.config import default_config
@@ -35,30 +33,6 @@ from fwi_jax.hostdevices import use_transparent_hugepages
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "step_time.json"
 FORWARD_GFLOP = 4.19  # per sample, from the layer table (2.09 GMAC)
-
-
-class TorchSide:
-    def __init__(self):
-        exe = sys.executable if importlib.util.find_spec("torch") else os.environ.get("FWI_JAX_TORCH_PYTHON")
-        if not exe:
-            raise RuntimeError("PyTorch not importable and FWI_JAX_TORCH_PYTHON not set")
-        self.proc = subprocess.Popen(
-            [exe, str(HERE / "_torch_step.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-
-    def ask(self, **msg) -> dict:
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the PyTorch sidecar died (see its stderr above)")
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=30)
 
 
 def jax_matmul_peak(n: int = 2048) -> float:
@@ -138,7 +112,7 @@ def main() -> None:
     a = p.parse_args()
     jax.config.update("jax_compilation_cache_dir", "")  # compile times measured cold
     dev = jax.devices()[0]
-    torch_side = None if a.no_torch else TorchSide()
+    torch_side = None if a.no_torch else TorchSidecar("_torch_step.py")
     peak_jax = jax_matmul_peak()
     peak_torch = torch_side.ask(cmd="peak")["gflops"] if torch_side else None
     peak = max(peak_jax, peak_torch or 0.0)

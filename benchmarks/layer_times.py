@@ -5,9 +5,10 @@
 Each Conv/Deconv-BN-activation block of the full-size network is timed alone in train mode:
 forward plus the gradients of its parameters and of its input, on a random input of the shape it
 sees inside the network and a random output cotangent. Rounds alternate between fwi_jax and
-PyTorch (PyTorch in-process when importable, otherwise in FWI_JAX_TORCH_PYTHON) so both see the
-same machine state. Shows where a framework loses time; the sum of blocks is not the train step
-(no loss, optimizer or cross-block fusion). Prints a table, writes benchmarks/results/layer_times.json.
+PyTorch (a sidecar process: this interpreter when torch is importable, otherwise
+FWI_JAX_TORCH_PYTHON) so both see the same machine state. Shows where a framework loses time;
+the sum of blocks is not the train step (no loss, optimizer or cross-block fusion). Prints a
+table, writes benchmarks/results/layer_times.json.
 """
 
 from __future__ import annotations
@@ -71,17 +72,13 @@ class JaxBlocks:
             v = {k: functools.reduce(lambda d, p: d[p], path, variables[k]) for k in ("params", "batch_stats")}
             xin = jnp.asarray(rng.normal(size=shape), in_dtype)
 
-            def loss(params, x, ct, block=block, stats=v["batch_stats"]):
-                y, _ = block.apply({"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
-                return jnp.vdot(y.astype(jnp.float32), ct)
+            def forward(params, x, block=block, stats=v["batch_stats"]):
+                return block.apply({"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])[0]
 
-            out = jax.eval_shape(
-                lambda p, x, block=block, stats=v["batch_stats"]: block.apply(
-                    {"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
-                )[0],
-                v["params"],
-                xin,
-            )
+            def loss(params, x, ct, forward=forward):
+                return jnp.vdot(forward(params, x).astype(jnp.float32), ct)
+
+            out = jax.eval_shape(forward, v["params"], xin)
             ct = jnp.asarray(rng.normal(size=out.shape), jnp.float32)
             fn = jax.jit(jax.grad(loss, argnums=(0, 1)))
             jax.block_until_ready(fn(v["params"], xin, ct))  # compile outside the timings

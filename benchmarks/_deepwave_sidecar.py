@@ -1,9 +1,12 @@
-"""Run deepwave's scalar propagator on OpenFWI geometry (called by generation.py in a torch env).
+"""deepwave side of generation.py: a line protocol on stdin/stdout, so its timings alternate with JAX's.
 
-    python _deepwave_sidecar.py MODELS.npy OUT_PREFIX BATCH [BATCH ...]
+    python _deepwave_sidecar.py      then send JSON lines:
+        {"cmd": "setup", "models": "MODELS.npy"}       load (B, 70, 70) maps, warm up
+        {"cmd": "time", "batch": N}                    seconds for the first N models
+        {"cmd": "data", "batch": N, "out": "OUT.npy"}  their receiver data, deepwave's raw convention
+        {"cmd": "quit"}
 
-Writes OUT_PREFIX.npy (receiver data of all models, deepwave's raw convention) and
-OUT_PREFIX.json (seconds per call for each batch size).
+Runs in an interpreter with torch + deepwave (on these machines a Python 3.11 venv).
 """
 
 import json
@@ -53,28 +56,25 @@ def run(models, nt=1000, dt=1e-3, dx=10.0, freq=15.0):
 
 
 def main():
-    models = np.load(sys.argv[1]).astype(np.float32)
-    prefix = sys.argv[2]
-    timings = {}
-    data = run(models[:1])  # warm-up
-    for bs in map(int, sys.argv[3:]):
-        t = time.perf_counter()
-        data_bs = run(models[:bs])
-        timings[bs] = time.perf_counter() - t
-        if bs == len(models):
-            data = data_bs
-    if data.shape[0] != len(models):
-        data = run(models)
-    np.save(prefix + ".npy", data)
-    with open(prefix + ".json", "w") as f:
-        json.dump(
-            {
-                "seconds": timings,
-                "torch_threads": torch.get_num_threads(),
-                "deepwave": deepwave.__version__ if hasattr(deepwave, "__version__") else "?",
-            },
-            f,
-        )
+    models = None
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["cmd"] == "setup":
+            models = np.load(msg["models"]).astype(np.float32)
+            run(models[:1])  # warm-up
+            reply = {"torch_threads": torch.get_num_threads(), "deepwave": getattr(deepwave, "__version__", "?")}
+        elif msg["cmd"] == "time":
+            t = time.perf_counter()
+            run(models[: msg["batch"]])
+            reply = {"seconds": time.perf_counter() - t}
+        elif msg["cmd"] == "data":
+            np.save(msg["out"], run(models[: msg["batch"]]))
+            reply = {"ok": True}
+        elif msg["cmd"] == "quit":
+            break
+        else:
+            reply = {"error": f"unknown command {msg['cmd']!r}"}
+        print(json.dumps(reply), flush=True)
 
 
 if __name__ == "__main__":

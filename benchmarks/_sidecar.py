@@ -1,7 +1,7 @@
 """A PyTorch sidecar spoken to in JSON lines on stdin / stdout, so its timings alternate with JAX's.
 
-PyTorch runs in this interpreter when importable, otherwise in FWI_JAX_TORCH_PYTHON (e.g. a
-Python 3.11 venv with torch==2.13.0).
+PyTorch runs in the interpreter passed as `python`, else in this one when torch is importable,
+else in FWI_JAX_TORCH_PYTHON (e.g. a Python 3.11 venv with torch==2.13.0).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ HERE = Path(__file__).resolve().parent
 
 
 class TorchSidecar:
-    def __init__(self, script: str):
-        exe = sys.executable if importlib.util.find_spec("torch") else os.environ.get("FWI_JAX_TORCH_PYTHON")
+    def __init__(self, script: str, python: str | None = None):
+        if python is None:
+            python = sys.executable if importlib.util.find_spec("torch") else os.environ.get("FWI_JAX_TORCH_PYTHON")
+        exe = python
         if not exe:
             raise RuntimeError("PyTorch not importable and FWI_JAX_TORCH_PYTHON not set (or pass --no-torch)")
         self.proc = subprocess.Popen(

@@ -1,10 +1,13 @@
-"""Data-generation throughput: fwi_jax exact / fast modes against deepwave, in one run.
+"""Data-generation throughput: fwi_jax exact / fast modes against deepwave, alternating in one run.
 
-    python benchmarks/generation.py [--models 16] [--repeats 2] [--out benchmarks/results/generation.json]
+    python benchmarks/generation.py [--models 16] [--rounds 5] [--out benchmarks/results/generation.json]
 
 deepwave needs PyTorch; it runs in a separate interpreter (on these machines a Python 3.11 venv
-with torch==2.13.0 and deepwave) named by --torch-python or $FWI_JAX_TORCH_PYTHON. Its receiver
-data are aligned to the OpenFWI convention (negated, one sample earlier) before comparing.
+with torch==2.13.0 and deepwave) named by --torch-python or $FWI_JAX_TORCH_PYTHON, kept alive as
+a sidecar. Each round times every fwi_jax variant, then deepwave, on the same models, so a ratio
+compares calls made seconds apart (this VM's speed drifts by tens of % within minutes): the table
+gives the median seconds over rounds and the median and range of the per-round ratios. deepwave's
+receiver data are aligned to the OpenFWI convention (negated, one sample earlier) before comparing.
 
 Prints a table and writes JSON: samples/s for each propagator at 1 and N models per call, the
 throughput ratio to deepwave, and the relative L2 difference of the receiver data.
@@ -13,9 +16,9 @@ throughput ratio to deepwave, and the relative L2 difference of the receiver dat
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +30,14 @@ use_all_cpu_cores()  # before JAX is imported: one device per core
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from _sidecar import TorchSidecar  # noqa: E402
 
 from fwi_jax.data import velocity  # noqa: E402
 from fwi_jax.physics import forward  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+VARIANTS = {"exact": ("exact", {}), "fast": ("fast", {}), "fast (PML 10)": ("fast", {"pml": 10})}
+DEEPWAVE = "deepwave (PML 20)"
 
 
 def benchmark_models(n: int) -> np.ndarray:
@@ -41,38 +47,23 @@ def benchmark_models(n: int) -> np.ndarray:
     return np.concatenate([a, b])
 
 
-def time_jax(models: np.ndarray, mode: str, batch: int, repeats: int, **kw) -> tuple[float, np.ndarray]:
-    """Seconds per call (median) and the data of the first `batch` models."""
-    x = models[:batch]
-    out = np.asarray(forward(x, mode=mode, **kw))  # compile
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = np.asarray(forward(x, mode=mode, **kw))
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)), out
+def time_call(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
-def run_deepwave(models: np.ndarray, batches: list[int], python: str) -> tuple[dict, np.ndarray] | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / "models.npy", models)
-        prefix = str(Path(tmp) / "dw")
-        cmd = [
-            python,
-            str(HERE / "_deepwave_sidecar.py"),
-            str(Path(tmp) / "models.npy"),
-            prefix,
-            *map(str, batches),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            print(f"deepwave sidecar failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return None
-        info = json.loads(Path(prefix + ".json").read_text())
-        raw = np.load(prefix + ".npy")
+def deepwave_python(arg: str) -> str | None:
+    """The interpreter for deepwave: --torch-python / $FWI_JAX_TORCH_PYTHON, else this one if it has it."""
+    if arg:
+        return arg
+    return sys.executable if importlib.util.find_spec("deepwave") else None
+
+
+def align_deepwave(raw: np.ndarray) -> np.ndarray:
     aligned = np.zeros_like(raw)
     aligned[:, :, :-1] = -raw[:, :, 1:]  # opposite sign, one sample of lag
-    return info, aligned
+    return aligned
 
 
 def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,7 +73,7 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", type=int, default=16, help="models per call for the batched rows")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (each times every propagator once)")
     p.add_argument(
         "--torch-python",
         default=os.environ.get("FWI_JAX_TORCH_PYTHON", ""),
@@ -90,41 +81,60 @@ def main() -> None:
     )
     p.add_argument("--out", default=str(HERE / "results" / "generation.json"))
     a = p.parse_args()
+    if a.rounds < 1 or a.models < 1:
+        p.error("--rounds and --models must be >= 1")
 
     models = benchmark_models(a.models)
     batches = [1, a.models]
-    rows, data = [], {}
-    variants = {"exact": ("exact", {}), "fast": ("fast", {}), "fast (PML 10)": ("fast", {"pml": 10})}
-    for name, (mode, kw) in variants.items():
-        for bs in batches:
-            sec, out = time_jax(models, mode, bs, a.repeats, **kw)
-            rows.append(
-                {"propagator": f"fwi_jax {name}", "models_per_call": bs, "seconds": sec, "samples_per_s": bs / sec}
-            )
-            if bs == a.models:
-                data[name] = out
-    dw = run_deepwave(models, batches, a.torch_python) if a.torch_python else None
-    if dw is None:
-        print("deepwave not run: pass --torch-python or set FWI_JAX_TORCH_PYTHON (see README)", file=sys.stderr)
-    else:
-        info, data["deepwave"] = dw
-        for bs in batches:
-            sec = info["seconds"][str(bs)]
-            rows.append(
-                {
-                    "propagator": "deepwave (PML 20)",
-                    "models_per_call": bs,
-                    "seconds": sec,
-                    "samples_per_s": bs / sec,
-                }
-            )
-        for r in rows:
-            ref = next(
-                x
-                for x in rows
-                if x["propagator"].startswith("deepwave") and x["models_per_call"] == r["models_per_call"]
-            )
-            r["ratio_vs_deepwave"] = r["samples_per_s"] / ref["samples_per_s"]
+    calls = {
+        (name, bs): (lambda mode=mode, kw=kw, bs=bs: np.asarray(forward(models[:bs], mode=mode, **kw)))
+        for name, (mode, kw) in VARIANTS.items()
+        for bs in batches
+    }
+    data = {name: calls[name, a.models]() for name in VARIANTS}  # compiles every variant once
+    for name, bs in calls:
+        if bs != a.models:
+            calls[name, bs]()
+
+    python = deepwave_python(a.torch_python)
+    dw, dw_info = None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        if python is None:
+            print("deepwave not run: pass --torch-python or set FWI_JAX_TORCH_PYTHON (see README)", file=sys.stderr)
+        else:
+            np.save(Path(tmp) / "models.npy", models)
+            dw = TorchSidecar("_deepwave_sidecar.py", python=python)
+            dw_info = dw.ask(cmd="setup", models=str(Path(tmp) / "models.npy"))
+            dw.ask(cmd="data", batch=a.models, out=str(Path(tmp) / "dw.npy"))
+            data["deepwave"] = align_deepwave(np.load(Path(tmp) / "dw.npy"))
+        seconds: dict[tuple[str, int], list[float]] = {key: [] for key in calls}
+        for r in range(a.rounds):
+            for key, fn in calls.items():
+                seconds[key].append(time_call(fn))
+            if dw is not None:
+                for bs in batches:
+                    seconds.setdefault((DEEPWAVE, bs), []).append(dw.ask(cmd="time", batch=bs)["seconds"])
+            print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
+        if dw is not None:
+            dw.close()
+
+    rows = []
+    for (name, bs), secs in seconds.items():
+        row = {
+            "propagator": name if name == DEEPWAVE else f"fwi_jax {name}",
+            "models_per_call": bs,
+            "seconds": float(np.median(secs)),
+            "seconds_per_round": secs,
+            "samples_per_s": bs / float(np.median(secs)),
+        }
+        if (DEEPWAVE, bs) in seconds:  # per-round ratios of samples/s
+            ratios = np.asarray(seconds[DEEPWAVE, bs]) / np.asarray(secs)
+            row |= {
+                "ratio_vs_deepwave": float(np.median(ratios)),
+                "ratio_min": float(ratios.min()),
+                "ratio_max": float(ratios.max()),
+            }
+        rows.append(row)
 
     diffs = {
         "fast_vs_exact": rel_l2(data["fast"], data["exact"]),
@@ -140,15 +150,17 @@ def main() -> None:
 
     print(
         f"\ndevices: {jax.device_count()} x {jax.devices()[0].platform}; models: {a.models} "
-        "(half FlatVel-A, half CurveFault-B); one sample = 5 shots x 1000 steps\n"
+        f"(half FlatVel-A, half CurveFault-B); one sample = 5 shots x 1000 steps; {a.rounds} rounds\n"
     )
-    print(f"| {'propagator':<24} | models/call | s/call | samples/s | vs deepwave |")
-    print(f"|{'-' * 26}|-------------|--------|-----------|-------------|")
+    print(f"| {'propagator':<24} | models/call | s/call | samples/s | vs deepwave (range over rounds) |")
+    print(f"|{'-' * 26}|-------------|--------|-----------|---------------------------------|")
     for r in rows:
-        ratio = f"{r['ratio_vs_deepwave']:.2f}x" if "ratio_vs_deepwave" in r else "-"
+        ratio = "-"
+        if "ratio_vs_deepwave" in r:
+            ratio = f"{r['ratio_vs_deepwave']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
         print(
             f"| {r['propagator']:<24} | {r['models_per_call']:>11} | {r['seconds']:>6.2f} | "
-            f"{r['samples_per_s']:>9.2f} | {ratio:>11} |"
+            f"{r['samples_per_s']:>9.2f} | {ratio:>31} |"
         )
     print("\nrelative L2 difference of receiver data:")
     for k, v in diffs.items():
@@ -160,6 +172,8 @@ def main() -> None:
             {
                 "rows": rows,
                 "relative_l2": diffs,
+                "rounds": a.rounds,
+                "deepwave_sidecar": dw_info,
                 "devices": jax.device_count(),
                 "platform": jax.devices()[0].platform,
                 "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),

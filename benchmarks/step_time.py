@@ -125,17 +125,18 @@ def main() -> None:
             js = JaxSide(b, dtype)
             js.train(1)
             js.infer(1)
-            jt, ji, tt, ti = [], [], [], []
+            jt, ji, tt, ti = [], [], [], []  # one list of step times per round
             for _ in range(a.reps):
-                jt += js.train(a.steps)
-                ji += js.infer(a.steps)
+                jt.append(js.train(a.steps))
+                ji.append(js.infer(a.steps))
                 if torch_side and dtype == a.dtypes[0]:
-                    tt += torch_side.ask(cmd="train", n=a.steps)["times"]
-                    ti += torch_side.ask(cmd="infer", n=a.steps)["times"]
-            for kind, jtimes, ttimes, flops, comp in (
+                    tt.append(torch_side.ask(cmd="train", n=a.steps)["times"])
+                    ti.append(torch_side.ask(cmd="infer", n=a.steps)["times"])
+            for kind, jrounds, trounds, flops, comp in (
                 ("train", jt, tt, js.train_flops, js.compile_s),
                 ("infer", ji, ti, js.infer_flops, js.infer_compile_s),
             ):
+                jtimes, ttimes = sum(jrounds, []), sum(trounds, [])
                 med = float(np.median(jtimes))
                 analytic = FORWARD_GFLOP * b * (3 if kind == "train" else 1)
                 row = {
@@ -157,6 +158,8 @@ def main() -> None:
                         "torch_gflops": analytic / tmed,
                         "ratio": med / tmed,
                     }
+                    per_round = [np.median(j) / np.median(t) for j, t in zip(jrounds, trounds, strict=True)]
+                    row |= {"ratio_min": float(min(per_round)), "ratio_max": float(max(per_round))}
                 rows.append(row)
                 print(f"  {kind}: fwi_jax {med:.3f} s" + (f", torch {row['torch_s']:.3f} s" if ttimes else ""))
             del js
@@ -168,13 +171,13 @@ def main() -> None:
     )
     print(
         "| batch | step | dtype | compile (s) | fwi_jax (s) | samples/s | GFLOP/s (analytic / XLA) | of peak | "
-        "PyTorch (s) | fwi_jax / PyTorch |"
+        "PyTorch (s) | fwi_jax / PyTorch (range over rounds) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         xla = f"{r['gflops_xla']:.0f}" if r["gflops_xla"] else "-"
         torch_s = f"{r['torch_s']:.3f}" if "torch_s" in r else "-"
-        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
+        ratio = f"{r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if "ratio" in r else "-"
         print(
             f"| {r['batch']} | {r['kind']} | {r['dtype']} | {r['compile_s']:.1f} | {r['fwi_jax_s']:.3f} | "
             f"{r['samples_per_s']:.2f} | {r['gflops_analytic']:.0f} / {xla} | {r['peak_fraction']:.0%} | "

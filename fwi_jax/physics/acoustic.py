@@ -10,8 +10,9 @@ Two boundary treatments share one time loop:
   PML (Pasalic & McGarry style, for the 2nd-order equation) behind a zero ring, so the grid is
   ~7x smaller.
 
-Shots are independent tasks mapped one at a time (the wavefields of one shot stay in cache) and
-spread over all local devices with ``shard_map``; ``--xla_force_host_platform_device_count`` set
+Shots are independent: exact mode maps them one per task (the wavefields of one shot stay in
+cache), fast mode vectorizes up to 8 shots per task (of any models) in the innermost axis; tasks
+are spread over all local devices with ``shard_map``; ``--xla_force_host_platform_device_count`` set
 to the core count makes every CPU core a device. The time loop is a two-level scan whose inner
 level is ``jax.checkpoint``-ed, so reverse mode stores ~2 sqrt(nt) wavefields instead of nt.
 """
@@ -38,6 +39,9 @@ Boundary = Literal["periodic", "zero"]
 # 4th-order second-derivative weights: centre, +-1, +-2 neighbours.
 _C0, _C1, _C2 = -5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0
 _LN_1E7 = math.log(1e7)
+# Shots per fast-mode task, the innermost axis of its fields: one AVX2 vector of float32. 16 was
+# slower on this project's CPU (more padding, fields out of cache).
+_FAST_LANES = 8
 
 
 def damping_profile(geometry: Geometry) -> np.ndarray:
@@ -149,16 +153,15 @@ def _pml_coefficients(n: int, pml: int, dx: float, dt: float, vmax, freq: float,
     return a, b
 
 
-def _cpml_strips(q, psi, zeta, coef_a, coef_b, gap, *, axis: int, n: int, width: int, dx: float):
-    """CPML terms d(psi)/dn + zeta on the two absorbing strips along one axis.
+def _cpml_strips(q, psi, zeta, coef_a, coef_b, *, axis: int, other: int, n: int, width: int, dx: float):
+    """CPML terms d(psi)/dn + zeta on the two absorbing strips along one grid axis.
 
-    q is the ringed field (G, H + 4, W + 4); axis is 1 (z) or 2 (x). psi / zeta hold the strips
-    stacked as (2, ...). The strips are `width` = pml + 2 cells wide: beyond the PML psi and zeta
-    stay 0, so d(psi)/dn vanishes past the strip and the full-grid result is exactly this one
-    placed into zeros (`gap`, made once outside the time loop: XLA:CPU would refill it every
-    step). Returns (term on the (G, H, W) grid, psi, zeta).
+    q is a ringed field (2 zero cells around the grid axes); `axis` is the grid axis of the strips
+    and `other` the other grid axis. psi / zeta hold the two strips stacked as (2, ...). The strips
+    are `width` = pml + 2 cells wide: beyond the PML psi and zeta stay 0, so d(psi)/dn vanishes
+    past the strip and the full-grid term is exactly this one with zeros elsewhere. Returns
+    (term, psi, zeta), all stacked (2, ...).
     """
-    other = 3 - axis
     inner = lax.slice_in_dim(q, 2, q.shape[other] - 2, axis=other)
     win = jnp.stack(
         [lax.slice_in_dim(inner, 0, width + 4, axis=axis), lax.slice_in_dim(inner, n - width, n + 4, axis=axis)]
@@ -177,45 +180,83 @@ def _cpml_strips(q, psi, zeta, coef_a, coef_b, gap, *, axis: int, n: int, width:
     pad[ax] = (2, 2)
     dpsi = d1(jnp.pad(psi, pad))
     zeta = coef_a * zeta + coef_b * (d2u + dpsi)
-    term = dpsi + zeta
-    full = jnp.concatenate([term[0], gap, term[1]], axis=axis)
-    return full, psi, zeta
+    return dpsi + zeta, psi, zeta
 
 
 def _fast_shot(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, freq, r, unroll):
-    """G shots with a CPML of `pml` cells and a zero outer ring; returns (nt, G, R).
+    """L shots (of any models) with a CPML of `pml` cells and a zero outer ring; returns (nt, L, R).
 
-    The interior is the plain 4th-order update; the CPML memory fields live only on the four
-    absorbing strips (Pasalic & McGarry's recursion for the 2nd-order equation).
+    `a` (v dt / dx)^2 is (L, H, W), `vmax` (L,), `src` (L, 2). With _FAST_LANES shots the fields
+    are (H, W, L), shots innermost, so every stencil offset and both CPML strip directions read
+    whole SIMD vectors (the x strips are only pml + 2 cells wide: with x innermost they vectorize
+    poorly); with fewer shots (small batches spread over devices) the fields stay (L, H, W), as a
+    lane axis of 3-5 would vectorize worse still. The interior is the plain 4th-order update; the
+    CPML memory fields live only on the four absorbing strips (Pasalic & McGarry's recursion for
+    the 2nd-order equation).
     """
-    h, w = a.shape
-    g = src.shape[0]
+    lanes, h, w = a.shape
     width = pml + 2
-    coefs = []
-    for n, shape in ((h, (2, 1, width, 1)), (w, (2, 1, 1, width))):
-        ca, cb = _pml_coefficients(n, pml, dx, dt, vmax, freq, r)
-        coefs.append(tuple(jnp.stack([c[:width], c[n - width :]]).reshape(shape) for c in (ca, cb)))
-    (az, bz), (ax, bx) = coefs
-    v2dt2 = a * dx * dx  # (v dt)^2
-    # Loop-invariant zeros between the CPML strips (XLA:CPU would refill them every step).
-    gap_z = jnp.zeros((g, h - 2 * width, w), a.dtype) + 0 * a[0, 0]
-    gap_x = jnp.zeros((g, h, w - 2 * width), a.dtype) + 0 * a[0, 0]
+    lanes_last = lanes >= _FAST_LANES
+    zax, xax = (0, 1) if lanes_last else (1, 2)
+
+    def grid(shape_zx):  # a (L, z, x)-shaped array in this layout
+        return jnp.moveaxis(shape_zx, 0, -1) if lanes_last else shape_zx
+
+    def at(z, x):  # an index / offset tuple for grid position (z, x)
+        return (z, x, 0) if lanes_last else (0, z, x)
+
+    def coefficients(n, axis):  # (2, ...) strip coefficients broadcasting against stacked strips
+        ca, cb = jax.vmap(lambda vm: _pml_coefficients(n, pml, dx, dt, vm, freq, r))(vmax)  # (L, n)
+        out = []
+        for c in (ca, cb):
+            c = jnp.stack([c[:, :width], c[:, n - width :]], axis=1)  # (L, 2, width)
+            c = c[:, :, :, None] if axis == zax else c[:, :, None, :]  # (L, 2, width, 1) / (L, 2, 1, width)
+            out.append(jnp.moveaxis(c, 0, -1) if lanes_last else jnp.moveaxis(c, 0, 1))
+        return tuple(out)
+
+    az, bz = coefficients(h, zax)
+    ax, bx = coefficients(w, xax)
+    v2dt2 = grid(a * dx * dx)  # (v dt)^2
+    lane = jnp.arange(lanes)
+    cols = slice(int(rec_x[0]), int(rec_x[0]) + len(rec_x)) if np.all(np.diff(rec_x) == 1) else rec_x
+
+    def shifted(f, dz, dxx):
+        f = lax.slice_in_dim(f, 2 + dz, 2 + dz + h, axis=zax)
+        return lax.slice_in_dim(f, 2 + dxx, 2 + dxx + w, axis=xax)
 
     def step(carry, w_t):
-        # The wavefields are carried with their 2-cell zero ring: the new field is written into the
+        # Wavefields are carried with their 2-cell zero ring: the new field is written into the
         # interior of the dead previous one (in place), ~10% faster than re-ringing it every step.
-        q, qm, psiz, psix, zetaz, zetax = carry
-        u, um = _shifted(q, h, w, 0, 0), _shifted(qm, h, w, 0, 0)
-        lap = (2.0 * _C0 * u + _C1 * _shift_sum(q, h, w, 1) + _C2 * _shift_sum(q, h, w, 2)) / (dx * dx)
-        tz, psiz, zetaz = _cpml_strips(q, psiz, zetaz, az, bz, gap_z, axis=1, n=h, width=width, dx=dx)
-        tx, psix, zetax = _cpml_strips(q, psix, zetax, ax, bx, gap_x, axis=2, n=w, width=width, dx=dx)
-        un = _inject(2.0 * u - um + v2dt2 * (lap + tz + tx), src, amp * w_t)
-        return (lax.dynamic_update_slice(qm, un, (0, 2, 2)), q, psiz, psix, zetaz, zetax), _record(un, rec_z, rec_x)
+        # tz_full / tx_full are the strip terms on the full grid: the strips are written into them
+        # in place and the zeros between never change (a concatenation with zeros every step
+        # cost more).
+        q, qm, psiz, psix, zetaz, zetax, tz_full, tx_full = carry
+        u, um = shifted(q, 0, 0), shifted(qm, 0, 0)
+        near = shifted(q, -1, 0) + shifted(q, 1, 0) + shifted(q, 0, -1) + shifted(q, 0, 1)
+        far = shifted(q, -2, 0) + shifted(q, 2, 0) + shifted(q, 0, -2) + shifted(q, 0, 2)
+        lap = (2.0 * _C0 * u + _C1 * near + _C2 * far) / (dx * dx)
+        tz, psiz, zetaz = _cpml_strips(q, psiz, zetaz, az, bz, axis=zax, other=xax, n=h, width=width, dx=dx)
+        tx, psix, zetax = _cpml_strips(q, psix, zetax, ax, bx, axis=xax, other=zax, n=w, width=width, dx=dx)
+        dus = lax.dynamic_update_slice
+        tz_full = dus(dus(tz_full, tz[0], at(0, 0)), tz[1], at(h - width, 0))
+        tx_full = dus(dus(tx_full, tx[0], at(0, 0)), tx[1], at(0, w - width))
+        un = 2.0 * u - um + v2dt2 * (lap + tz_full + tx_full)
+        if lanes_last:
+            un = un.at[src[:, 0], src[:, 1], lane].add(amp * w_t)
+            rec = un[rec_z, cols].T
+        else:
+            un = un.at[lane, src[:, 0], src[:, 1]].add(amp * w_t)
+            rec = un[:, rec_z, cols]
+        qn = dus(qm, un, at(2, 2))
+        return (qn, q, psiz, psix, zetaz, zetax, tz_full, tx_full), rec  # rec: (L, R)
 
-    zero = jnp.zeros((g, h + 4, w + 4), a.dtype) + 0 * a[0, 0]
-    strips_z = jnp.zeros((2, g, width, w), a.dtype) + 0 * a[:width][None, None]
-    strips_x = jnp.zeros((2, g, h, width), a.dtype) + 0 * a[:, :width][None, None]
-    return _time_loop(step, (zero, zero, strips_z, strips_x, strips_z, strips_x), wavelet, nt, unroll)
+    like = 0 * a[0, 0, 0]  # zeros that follow a's sharding / tracing
+    zero = grid(jnp.zeros((lanes, h + 4, w + 4), a.dtype)) + like
+    full = grid(jnp.zeros((lanes, h, w), a.dtype)) + like
+    strips_z = jnp.stack([grid(jnp.zeros((lanes, width, w), a.dtype))] * 2) + like
+    strips_x = jnp.stack([grid(jnp.zeros((lanes, h, width), a.dtype))] * 2) + like
+    carry = (zero, zero, strips_z, strips_x, strips_z, strips_x, full, full)
+    return _time_loop(step, carry, wavelet, nt, unroll)
 
 
 def _pad_width(geometry: Geometry, mode: Mode, pml: int) -> int:
@@ -246,39 +287,40 @@ def _forward_impl(v, wavelet, *, geometry, mode, boundary, pml, pml_r, ndev, gro
     vmin = lax.stop_gradient(jnp.min(v, axis=(1, 2)))  # min(v) is a kink: no gradient through it
     vmax = lax.stop_gradient(jnp.max(v, axis=(1, 2)))
 
-    # Tasks of `group` shots of one model, padded to a multiple of the device count; padding
-    # repeats the last shot / model and is dropped afterwards.
+    # Tasks of `group` shots taken in model-major order (a fast-mode task may hold shots of
+    # several models), padded to a multiple of the device count; padding repeats the last shot
+    # and is dropped afterwards.
     s = g.num_shots
-    ngroups = -(-s // group)
-    ntask = bsz * ngroups
-    ntask_pad = -(-ntask // ndev) * ndev
-    task_model = np.minimum(np.arange(ntask_pad) // ngroups, bsz - 1)
-    task_shots = np.minimum((np.arange(ntask_pad) % ngroups)[:, None] * group + np.arange(group), s - 1)
-    task_src = np.stack([np.full(task_shots.shape, src_row), src_cols[task_shots]], axis=-1)
+    total = bsz * s
+    ntask = -(-total // (group * ndev)) * ndev
+    flat = np.minimum(np.arange(ntask * group), total - 1).reshape(ntask, group)
+    task_model, task_shot = flat // s, flat % s
+    task_src = np.stack([np.full(flat.shape, src_row), src_cols[task_shot]], axis=-1)
 
     common = dict(rec_z=rec_z, rec_x=rec_x, nt=g.nt, unroll=unroll)
     if mode == "exact":
+        if group != 1:
+            raise ValueError(f"exact mode runs one shot per task, got group={group}")
         prof = jnp.asarray(damping_profile(g))
 
-        def one(i_model, shots, src):
-            kscale = vmin[i_model] * g.dt
-            return _exact_shot(a[i_model], kscale, prof, amps[i_model, shots], src, wavelet, ring=boundary, **common)
+        def one(models, shots, src):
+            i = models[0]
+            return _exact_shot(a[i], vmin[i] * g.dt, prof, amps[models, shots], src, wavelet, ring=boundary, **common)
     else:
         pml_args = dict(pml=pml, dx=g.dx, dt=g.dt, freq=g.freq, r=pml_r)
 
-        def one(i_model, shots, src):
-            return _fast_shot(a[i_model], vmax[i_model], amps[i_model, shots], src, wavelet, **pml_args, **common)
+        def one(models, shots, src):
+            return _fast_shot(a[models], vmax[models], amps[models, shots], src, wavelet, **pml_args, **common)
 
     def run(tm, ts, tsrc):
         return lax.map(lambda t: one(*t), (tm, ts, tsrc))
 
-    tasks = tuple(jnp.asarray(t, jnp.int32) for t in (task_model, task_shots, task_src))
+    tasks = tuple(jnp.asarray(t, jnp.int32) for t in (task_model, task_shot, task_src))
     if ndev > 1:
         mesh = Mesh(np.asarray(jax.local_devices()[:ndev]), ("tasks",))
         run = jax.shard_map(run, mesh=mesh, in_specs=P("tasks"), out_specs=P("tasks"))
     rec = run(*tasks)  # (tasks, nt, group, R)
-    flat = np.arange(bsz * s)
-    rec = rec[(flat // s) * ngroups + (flat % s) // group, :, (flat % s) % group]
+    rec = jnp.swapaxes(rec, 1, 2).reshape(ntask * group, g.nt, g.num_receivers)[:total]
     return rec.reshape(bsz, s, g.nt, g.num_receivers)
 
 
@@ -351,8 +393,8 @@ def forward(
     ndev = _num_devices(bsz * nshot, num_devices)
     if mode == "exact":
         group = 1  # one shot's wavefields (~1.2 MB) stay in a core's cache
-    else:  # small grids: vectorize over shots, split a model's shots only to feed every device
-        group = -(-nshot // min(nshot, -(-ndev // bsz)))
+    else:
+        group = _fast_group(bsz * nshot, ndev)
     out = _forward_impl(
         v,
         wavelet,
@@ -366,6 +408,20 @@ def forward(
         unroll=unroll,
     )
     return out[0] if squeeze else out
+
+
+def _fast_group(total: int, ndev: int) -> int:
+    """Shots per fast-mode task for `total` shots on `ndev` devices.
+
+    _FAST_LANES shots per task (shots-innermost fields) cost ~0.85x per shot of smaller tasks on
+    this project's CPU, but pad the last task of each device; take them unless the padding eats
+    the gain (e.g. 4 models = 20 shots on 2 devices: 2 tasks of 5 each, not 2 of 8).
+    """
+    per_device = -(-total // ndev)
+    small = -(-per_device // -(-per_device // (_FAST_LANES - 1)))  # <= 7, evenly split
+    slots_small = -(-total // (small * ndev)) * small
+    slots_lanes = -(-total // (_FAST_LANES * ndev)) * _FAST_LANES
+    return _FAST_LANES if 0.85 * slots_lanes <= slots_small else small
 
 
 def _num_devices(ntask: int, requested: int | None) -> int:

@@ -153,9 +153,9 @@ def test_gradient_matches_finite_differences(mode):
 
 
 def test_fast_mode_layouts_agree_in_data_and_gradient():
-    """Tasks of 8 shots (shots-innermost fields) and of 1 shot (shots-outermost) are the same scheme."""
+    """Tasks of 8 shots (shots innermost), of 4 shots of two models and of 1 shot (shots outermost)."""
     g = tiny_geometry()
-    assert _fast_group(8, 1) == 8 and _fast_group(8, 8) == 1  # 4 models x 2 shots
+    assert [_fast_group(8, n) for n in (1, 2, 8)] == [8, 4, 1]  # 4 models x 2 shots
     rng = np.random.default_rng(1)
     v = jnp.asarray(rng.uniform(1800.0, 2800.0, (4, 12, 12)).astype(np.float32))
     weights = jnp.asarray(rng.normal(size=(4, 2, g.nt, 12)).astype(np.float32))
@@ -163,10 +163,11 @@ def test_fast_mode_layouts_agree_in_data_and_gradient():
     def loss(vel, devices):
         return jnp.sum(forward(vel, g, mode="fast", num_devices=devices) * weights)
 
-    lanes_last, grad_last = jax.value_and_grad(loss)(v, 1)
-    lanes_first, grad_first = jax.value_and_grad(loss)(v, 8)
-    assert float(lanes_last) == pytest.approx(float(lanes_first), rel=1e-5)
-    np.testing.assert_allclose(grad_last, grad_first, rtol=0, atol=1e-4 * float(jnp.abs(grad_first).max()))
+    ref, ref_grad = jax.value_and_grad(loss)(v, 8)
+    for devices in (1, 2):
+        val, grad = jax.value_and_grad(loss)(v, devices)
+        assert float(val) == pytest.approx(float(ref), rel=1e-5)
+        np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=1e-4 * float(jnp.abs(ref_grad).max()))
 
 
 def test_gradient_memory_is_bounded_by_rematerialization():

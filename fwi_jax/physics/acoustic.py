@@ -186,7 +186,8 @@ def _cpml_strips(q, psi, zeta, coef_a, coef_b, *, axis: int, other: int, n: int,
 def _fast_shot(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, freq, r, unroll):
     """L shots (of any models) with a CPML of `pml` cells and a zero outer ring; returns (nt, L, R).
 
-    `a` (v dt / dx)^2 is (L, H, W), `vmax` (L,), `src` (L, 2). With _FAST_LANES shots the fields
+    `a` (v dt / dx)^2 is (L, H, W) and `vmax` (L,), or (1, H, W) and (1,) when all L shots are of
+    one model (read once per cell, not L times); `src` is (L, 2). With _FAST_LANES shots the fields
     are (H, W, L), shots innermost, so every stencil offset and both CPML strip directions read
     whole SIMD vectors (the x strips are only pml + 2 cells wide: with x innermost they vectorize
     poorly); with fewer shots (small batches spread over devices) the fields stay (L, H, W), as a
@@ -194,7 +195,7 @@ def _fast_shot(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, fre
     CPML memory fields live only on the four absorbing strips (Pasalic & McGarry's recursion for
     the 2nd-order equation).
     """
-    lanes, h, w = a.shape
+    lanes, (h, w) = src.shape[0], a.shape[1:]
     width = pml + 2
     lanes_last = lanes >= _FAST_LANES
     zax, xax = (0, 1) if lanes_last else (1, 2)
@@ -309,8 +310,11 @@ def _forward_impl(v, wavelet, *, geometry, mode, boundary, pml, pml_r, ndev, gro
     else:
         pml_args = dict(pml=pml, dx=g.dx, dt=g.dt, freq=g.freq, r=pml_r)
 
+        one_model = bool(np.all(task_model == task_model[:, :1]))  # e.g. tasks of 5 shots
+
         def one(models, shots, src):
-            return _fast_shot(a[models], vmax[models], amps[models, shots], src, wavelet, **pml_args, **common)
+            m = models[:1] if one_model else models
+            return _fast_shot(a[m], vmax[m], amps[models, shots], src, wavelet, **pml_args, **common)
 
     def run(tm, ts, tsrc):
         return lax.map(lambda t: one(*t), (tm, ts, tsrc))

@@ -124,14 +124,24 @@ def test_einsum_conv_equals_xla_conv_values_and_gradients(kernel, strides, paddi
 
 
 @pytest.mark.parametrize(
-    "kernel, pad, shape", [(4, 1, (2, 5, 5, 3)), (5, 0, (2, 1, 1, 3)), (4, 1, (2, 1, 1, 3)), (4, 1, (2, 3, 4, 3))]
+    "kernel, pad, shape, products",
+    [
+        (4, 1, (2, 5, 5, 3), 4),  # one im2col per phase
+        (5, 0, (2, 1, 1, 3), 1),  # one input pixel: dense
+        (4, 1, (2, 1, 1, 3), 1),
+        (4, 1, (2, 3, 4, 3), 4),
+        (4, 1, (2, 10, 13, 3), 1),  # phases share one im2col
+        (4, 0, (2, 11, 10, 3), 1),
+        (3, 1, (2, 10, 10, 3), 4),  # phases read 1 and 2 rows: not shareable
+    ],
 )
-def test_subpixel_transposed_conv_equals_xla(kernel, pad, shape):
+def test_subpixel_transposed_conv_equals_xla(kernel, pad, shape, products):
     x = jnp.asarray(np.random.default_rng(3).normal(size=shape), jnp.float32)
     p = ((kernel - 1 - pad,) * 2,) * 2
     ref = nn.ConvTranspose(6, (kernel, kernel), (2, 2), padding=p)
     mine = EinsumConvTranspose(6, (kernel, kernel), p)
     v = ref.init(jax.random.key(1), x)
+    assert str(jax.make_jaxpr(mine.apply)(v, x)).count("dot_general") == products
     np.testing.assert_allclose(mine.apply(v, x), ref.apply(v, x), atol=2e-5)
     g_ref = jax.grad(lambda v, x: jnp.sum(ref.apply(v, x) ** 2), argnums=(0, 1))(v, x)
     g_mine = jax.grad(lambda v, x: jnp.sum(mine.apply(v, x) ** 2), argnums=(0, 1))(v, x)

@@ -163,6 +163,13 @@ class EinsumConvTranspose(nn.Module):
     Output row o = 2 i + a only meets kernel rows t with (a + t - P) even, reading input row
     i + (a + t - P) / 2; each phase is a small stride-1 conv, so no inserted zeros are multiplied.
     Same parameters and numbers as nn.ConvTranspose(strides=(2, 2), padding=P).
+
+    From 10 x 10 inputs on (deconv3_1 .. 5_1), when every phase reads an equally long run of
+    adjacent input rows (k4 s2 p1: rows i-1, i and i, i+1), all phases share one im2col: one product
+    with the phases' kernels side by side gives every phase at every window position, and each
+    phase keeps its shifted slice. Batch 16, forward + backward, against one im2col per phase:
+    0.62-0.68x the time at 40 x 40, 0.85-0.91x at 20 x 20, 0.92x at 10 x 10, 1.16-1.26x at 5 x 5
+    (the extra window row and column is 44% more work there).
     """
 
     features: int
@@ -188,6 +195,9 @@ class EinsumConvTranspose(nn.Module):
             y = jnp.einsum("bc,hwco->bhwo", x[:, 0, 0], dense)
             return y + bias.astype(self.dtype)
         plans = [_phase_plan(k, lo, n_out) for (_, k, (lo, _)), n_out in zip(dims, size, strict=True)]
+        if min(x.shape[1:3]) >= _SHARED_WINDOW_MIN and all(_runs_of_equal_length(plan) for plan in plans):
+            phases = _shared_window_phases(x, kernel, plans)
+            return _interleave(phases, x.shape[0], size, self.features, self.dtype) + bias.astype(self.dtype)
         margin = max(
             [0]
             + [-d for plan in plans for p in plan for d in p.offsets]
@@ -204,10 +214,53 @@ class EinsumConvTranspose(nn.Module):
                     for dh in ph.offsets
                     for dw in pw.offsets
                 ]
-                sub = kernel[np.asarray(ph.taps)][:, np.asarray(pw.taps)].reshape(-1, self.features)
                 taps = jnp.stack(cols, axis=3)
-                phases[a, b] = patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), sub)
+                phases[a, b] = patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), _phase_kernel(kernel, ph, pw))
         return _interleave(phases, x.shape[0], size, self.features, self.dtype) + bias.astype(self.dtype)
+
+
+def _phase_kernel(kernel: jax.Array, rows: _Phase, cols: _Phase) -> jax.Array:
+    """The (taps_h * taps_w * C, O) matrix of the kernel taps that reach one output phase."""
+    return kernel[np.asarray(rows.taps)][:, np.asarray(cols.taps)].reshape(-1, kernel.shape[-1])
+
+
+_SHARED_WINDOW_MIN = 10  # input pixels per axis from which one shared im2col beats one per phase
+
+
+def _runs_of_equal_length(plan: list[_Phase]) -> bool:
+    """Every phase reads adjacent input rows, the same number of them, and has outputs."""
+    n = len(plan[0].taps)
+    return n > 0 and all(
+        p.count > 0 and len(p.taps) == n and p.offsets == list(range(p.offsets[0], p.offsets[0] + n)) for p in plan
+    )
+
+
+def _shared_window_phases(x: jax.Array, kernel: jax.Array, plans: list[list[_Phase]]) -> dict:
+    """All phases from one im2col of (n_h x n_w) windows: window position r serves phase a's
+    output i = r - (offset_a - lowest offset); the product computes every phase at every position."""
+    n = [len(plan[0].taps) for plan in plans]
+    lo = [min(p.offsets[0] for p in plan) for plan in plans]
+    positions = [max(p.offsets[0] + p.count for p in plan) - first for plan, first in zip(plans, lo, strict=True)]
+    pads = [
+        (max(0, -first), max(0, first + m + k - 1 - length))
+        for first, m, k, length in zip(lo, positions, n, x.shape[1:3], strict=True)
+    ]
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    start = [first + pad for first, (pad, _) in zip(lo, pads, strict=True)]
+    cols = [
+        xp[:, start[0] + dh : start[0] + dh + positions[0], start[1] + dw : start[1] + dw + positions[1]]
+        for dh in range(n[0])
+        for dw in range(n[1])
+    ]
+    patches = jnp.stack(cols, axis=3).reshape(x.shape[0], positions[0], positions[1], -1)
+    features = kernel.shape[-1]
+    y = patch_matmul(patches, jnp.concatenate([_phase_kernel(kernel, ph, pw) for ph in plans[0] for pw in plans[1]], 1))
+    phases = {}
+    for a, ph in enumerate(plans[0]):
+        for b, pw in enumerate(plans[1]):
+            r, c, i = ph.offsets[0] - lo[0], pw.offsets[0] - lo[1], a * len(plans[1]) + b
+            phases[a, b] = y[:, r : r + ph.count, c : c + pw.count, i * features : (i + 1) * features]
+    return phases
 
 
 def _interleave(phases: dict, batch: int, size: list[int], features: int, dtype) -> jax.Array:

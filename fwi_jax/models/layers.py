@@ -131,6 +131,9 @@ class EinsumConv(nn.Module):
         (kh, kw), cin = self.kernel, x.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32)
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        if kw == 1 and tuple(self.strides) == (1, 1) and tuple(self.padding[1]) == (0, 0):
+            y = _shifted_products(x.astype(self.dtype), kernel[:, 0].astype(self.dtype), tuple(self.padding[0]))
+            return y + bias.astype(self.dtype)
         x = jnp.pad(x.astype(self.dtype), ((0, 0), tuple(self.padding[0]), tuple(self.padding[1]), (0, 0)))
         if x.shape[1:3] == (kh, kw):  # the kernel covers the input (convblock8): a plain dense layer
             y = x.reshape(x.shape[0], -1) @ kernel.reshape(-1, self.features).astype(self.dtype)
@@ -139,6 +142,24 @@ class EinsumConv(nn.Module):
         taps = _taps(x, self.kernel, self.strides, out)
         y = patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), kernel.reshape(kh * kw * cin, -1).astype(self.dtype))
         return y + bias.astype(self.dtype)
+
+
+def _shifted_products(x: jax.Array, kernel: jax.Array, padding: tuple[int, int]) -> jax.Array:
+    """Stride-1 (k, 1) conv without im2col: z = x @ [K_0 | ... | K_k-1] once, then
+    y[t] = sum_i z_i[t + i - pad_lo], shifted slices that XLA fuses into one pass.
+
+    Same work as im2col + product, but no k-fold copy of the input forward and no col2im backward.
+    Batch 16 on this CPU, forward + backward: convblock2_2 0.84x the time of the im2col form, the
+    chain convblock2_1 .. 3_1 0.94x, the whole train step 0.86-0.93x (one-process A/Bs).
+    """
+    k, out = kernel.shape[0], kernel.shape[-1]
+    z = patch_matmul(x, jnp.concatenate(list(kernel), axis=1))  # (B, T, W, k * O)
+    z = jnp.pad(z, ((0, 0), padding, (0, 0), (0, 0)))
+    n = z.shape[1] - k + 1
+    y = sum(z[:, i : i + n, :, i * out : (i + 1) * out] for i in range(k))
+    # Without the barrier XLA recomputes the sum inside each BatchNorm fusion that reads y, reading
+    # the k-times-wider z each time (1.3x slower than im2col instead of 0.84x).
+    return jax.lax.optimization_barrier(y)
 
 
 class _Phase(NamedTuple):

@@ -112,7 +112,8 @@ patch_matmul.defvjp(_patch_matmul_fwd, _patch_matmul_bwd)
 
 
 class EinsumConv(nn.Module):
-    """nn.Conv's parameters and numbers, computed as im2col + one einsum.
+    """nn.Conv's parameters and numbers, computed with matrix products: a dense layer when the
+    kernel covers the input, shifted products for stride 1, im2col + one product otherwise.
 
     XLA:CPU runs the gradient of a matrix product several times faster than a convolution's
     gradient (the (k, 1) time-axis convs of the encoder above all).

@@ -100,9 +100,10 @@ def test_two_processes_train_like_one(tmp_path):
     assert "done at step 3" in outs[0][0] and "done at step" not in outs[1][0]  # process 0 alone reports
 
     # Step 1 matches to float32 rounding; later losses follow weights that may differ by up to ~lr
-    # (see below): measured 1.7e-5 relative at step 3.
+    # (see below): measured 1.7e-5 relative at step 3 with the im2col conv forms, 8.1e-4 with the
+    # shifted-product forms (a different rounding, amplified as in test_train's 1 vs 8 device test).
     np.testing.assert_allclose(losses(tmp_path / "two")[:1], losses(tmp_path / "one")[:1], rtol=1e-6)
-    np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-4)
+    np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=3e-3)
     one, data_one = restore_params(tmp_path / "one")
     two, data_two = restore_params(tmp_path / "two")
     assert data_one == data_two == {"next_step": 3}
@@ -113,8 +114,10 @@ def test_two_processes_train_like_one(tmp_path):
     diffs = np.concatenate(
         [np.abs(a - b).ravel() for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two), strict=True)]
     )
-    fractions = {tol: float(np.mean(diffs <= tol)) for tol in (1e-6, 1e-5, 1e-4)}
-    assert fractions[1e-4] >= 0.99, fractions  # within a tenth of one Adam step
+    fractions = {tol: float(np.mean(diffs <= tol)) for tol in (1e-6, 1e-5, lr / 10, lr)}
+    # Most parameters within a tenth of one Adam step, nearly all within one (measured 0.835 within a tenth
+    # with the shifted-product convs; 0.99 within a tenth with the im2col ones).
+    assert fractions[lr / 10] >= 0.5 and fractions[lr] >= 0.99, fractions
 
 
 def test_distributed_flags_are_checked():

@@ -109,10 +109,13 @@ def test_one_device_and_eight_devices_give_the_same_step(cache_dir):
             # Every conv feeds a BatchNorm, which cancels its bias: the gradient is 0 up to rounding.
             assert max(np.abs(a).max(), np.abs(b).max()) < 1e-3 * scale, name
         else:
-            # float32 sums over 8 shards vs 1 round differently, and BatchNorm over the 1 x 1 bottleneck of 8
-            # samples amplifies that on the way back (as against PyTorch): per tensor 5e-3 relative L2
-            # (measured <= 1.6e-3; statistics taken per shard instead of globally would differ by O(1)).
-            assert np.linalg.norm(b - a) <= 5e-3 * np.linalg.norm(a) + 1e-6 * scale, name
+            # float32 sums over 8 shards vs 1 round differently (each conv's output is bitwise the same;
+            # BatchNorm statistics and weight gradients are not), BatchNorm over the 1 x 1 bottleneck of 8
+            # samples amplifies that on the way back, and a LeakyReLU input within rounding of 0 can take
+            # the other slope. Worst tensor, relative L2, batches of seeds 1 / 2 / 3: 2.8e-5 / 3.4e-3 / 3.0e-5
+            # with im2col convs, 6.7e-3 / 1.7e-2 / 5.4e-5 with the shifted-product convs; statistics taken
+            # per shard instead of globally differ by O(1).
+            assert np.linalg.norm(b - a) <= 5e-2 * np.linalg.norm(a) + 1e-6 * scale, name
     bn_scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(bs1))
     for a, b in zip(jax.tree.leaves(bs1), jax.tree.leaves(bs8), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * bn_scale)

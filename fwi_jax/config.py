@@ -52,7 +52,13 @@ def default_config() -> ml_collections.ConfigDict:
             gamma=0.1,  # OpenFWI --lr-gamma
         )
     )
-    c.loss = ml_collections.ConfigDict(dict(l1=1.0, l2=1.0))  # OpenFWI -g1v / -g2v
+    c.loss = ml_collections.ConfigDict(
+        dict(
+            objective="supervised",  # the training objective (fwi_jax.training.objectives)
+            l1=1.0,  # OpenFWI -g1v
+            l2=1.0,  # OpenFWI -g2v
+        )
+    )
     c.batch_size = 256  # global (OpenFWI -b)
     c.eval_batch_size = 0  # 0: batch_size
     c.num_epochs = 120  # OpenFWI -eb 40 x -nb 3

@@ -7,7 +7,6 @@ Prints one line per check and a verdict; exits 1 when something would stop train
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import os
 import platform
@@ -16,6 +15,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fwi_jax.cli import ArgumentParser
 
 PACKAGES = (
     "jax",
@@ -142,7 +143,7 @@ def check_paths(r: Report, workdir: str | None, data_root: str | None, dataset: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fwi_jax.doctor", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m fwi_jax.doctor", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", default=None, help="a workdir to check for writing")
     p.add_argument("--data-root", default=None, help="a downloaded OpenFWI dataset folder to check")
     p.add_argument("--dataset", default="flatvel-a", help="the dataset at --data-root")

@@ -8,19 +8,19 @@ Writes <workdir>/eval/<split>-<checkpoint>-step<N>/: metrics.json, per_sample.cs
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import os
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from fwi_jax import inference, metrics, trainer, viz
+from fwi_jax import inference, metrics, viz
+from fwi_jax.cli import ArgumentParser
 from fwi_jax.data import pipeline
+from fwi_jax.data.open import open_sources
 from fwi_jax.data.transforms import velocity_unit
-from fwi_jax.fileio import atomic_write_text
+from fwi_jax.fileio import atomic_path, atomic_write_text
 from fwi_jax.results import published
 
 ROWS = (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"))
@@ -40,7 +40,7 @@ def evaluate(
     config = trained.config
     if data_root:
         config.data.root = data_root
-    train_src, val_src, _ = trainer.prepare_data(config)
+    train_src, val_src, _ = open_sources(config)
     if split not in ("train", "val"):
         raise ValueError(f"--split must be 'train' or 'val', got {split!r}")
     source = val_src if split == "val" else train_src
@@ -93,8 +93,7 @@ def evaluate(
 
 
 def _write_csv(path: Path, per: dict[str, np.ndarray], unit: float, source) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "origin", "mae_norm", "mae_ms", "mse_norm", "mse_ms", "rmse_norm", "rmse_ms", "ssim"])
         for i in range(len(per["mae_norm"])):
@@ -104,7 +103,6 @@ def _write_csv(path: Path, per: dict[str, np.ndarray], unit: float, source) -> N
                 + [f"{x:.6g}" for x in (mae, mae * unit, mse, mse * unit**2, mse**0.5, mse**0.5 * unit)]
                 + [f"{float(per['ssim'][i]):.6f}"]
             )
-    os.replace(tmp, path)
 
 
 def _pictures(out: Path, trained: inference.Trained, source, per: dict[str, np.ndarray]) -> list[Path]:
@@ -158,7 +156,7 @@ def format_report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m fwi_jax.evaluate", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m fwi_jax.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="a training run's --workdir")
     p.add_argument("--checkpoint", default="best", help="best (default), latest or a step number")
     p.add_argument("--split", default="val", choices=("val", "train"))

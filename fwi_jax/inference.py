@@ -3,42 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
-from typing import Any
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fwi_jax import parallel, trainer
-from fwi_jax.checkpointing import Checkpointer, abstract_like
+from fwi_jax import parallel
+from fwi_jax.checkpointing import Checkpointer, restore_or_init, saved_config
 from fwi_jax.data.datasets import DatasetSpec, get_dataset
+from fwi_jax.training.steps import Steps, TrainState, make_steps
 
 
 @dataclasses.dataclass
 class Trained:
-    """Everything needed to run a checkpoint: model, state on the mesh, config, dataset constants."""
+    """Everything needed to run a checkpoint: its steps on the mesh, state, config, dataset constants."""
 
-    model: Any
-    state: trainer.TrainState
+    steps: Steps
+    state: TrainState
     config: ml_collections.ConfigDict
-    spec: DatasetSpec
     step: int
     label: str  # "best", "latest" or "step"
     workdir: Path
-    mesh: Any
 
-    @functools.cached_property
-    def _predict(self):
-        repl, batch = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
-        fn = functools.partial(trainer.predict_step, model=self.model)
-        return jax.jit(fn, in_shardings=(repl, batch), out_shardings=repl)
+    @property
+    def spec(self) -> DatasetSpec:
+        return self.steps.spec
+
+    @property
+    def mesh(self):
+        return self.steps.mesh
 
     def predict_normalized(self, seismic: np.ndarray) -> np.ndarray:
         """Normalized NHWC seismic (B, T, R, S) -> normalized velocity (B, H, W); B divisible by devices."""
-        return np.asarray(self._predict(self.state, jnp.asarray(seismic)))[..., 0]
+        return np.asarray(self.steps.predict(self.state, jnp.asarray(seismic)))[..., 0]
 
 
 def spec_from_config(saved: dict) -> DatasetSpec:
@@ -72,13 +70,10 @@ def load(workdir: str | Path, checkpoint: str = "best", mesh=None) -> Trained:
         if best and ckpt.best_step() is None:  # runs without validation have no best export
             best, label = False, "latest"
         saved = ckpt.read_config(step, best=best)
-        config = ml_collections.ConfigDict({k: v for k, v in saved.items() if k != "normalization"})
-        spec = spec_from_config(saved)
+        config = saved_config(saved)
         mesh = mesh if mesh is not None else parallel.make_mesh()
-        model = trainer.model_from_config(config, spec)
-        tx = trainer.make_optimizer(config, 1)  # opt_state's structure does not depend on the schedule
-        shapes = jax.eval_shape(functools.partial(trainer.init_state, model, tx, config.seed, spec))
-        state, data_pos, _ = ckpt.restore(abstract_like(shapes, parallel.replicated(mesh)), step, best=best)
+        steps = make_steps(config, spec_from_config(saved), mesh)
+        state, _ = restore_or_init(ckpt, steps, step=step, best=best, init=False)
     finally:
         ckpt.close()
-    return Trained(model, state, config, spec, int(state.step), label, workdir, mesh)
+    return Trained(steps, state, config, int(state.step), label, workdir)

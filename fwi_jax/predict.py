@@ -11,16 +11,16 @@ temporary name, then renamed).
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from fwi_jax import inference
+from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.pipeline import to_example
 from fwi_jax.data.transforms import denormalize_velocity
+from fwi_jax.fileio import atomic_path
 
 
 def open_input(path: str | Path, sample_shape: tuple[int, ...]) -> np.ndarray:
@@ -44,6 +44,19 @@ def open_input(path: str | Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     return x
 
 
+def _predict_batch(trained: inference.Trained, x: np.ndarray, start: int, bs: int, input_path) -> np.ndarray:
+    """m/s maps of samples start .. start + bs of ``x`` (a fixed batch shape: one compilation)."""
+    spec = trained.spec
+    raw = np.asarray(x[start : start + bs], np.float32)
+    finite = np.isfinite(raw).reshape(len(raw), -1).all(axis=1)
+    if not finite.all():
+        bad = start + int(np.argmin(finite))
+        raise ValueError(f"{input_path}: sample {bad} holds NaN or inf; fix or drop it")
+    seis = np.stack([to_example(s, np.zeros(spec.velocity_shape, np.float32), spec)[0] for s in raw])
+    seis = np.concatenate([seis, np.zeros((bs - len(seis), *seis.shape[1:]), np.float32)])
+    return denormalize_velocity(trained.predict_normalized(seis)[: len(raw)], spec)
+
+
 def predict(
     workdir: str | Path,
     input_path: str | Path,
@@ -63,8 +76,6 @@ def predict(
     n_dev = trained.mesh.devices.size
     bs = -(-max(1, batch_size) // n_dev) * n_dev
     n = len(x)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *spec.velocity_shape))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -72,25 +83,14 @@ def predict(
         bar = tqdm(total=n, unit="sample", desc="predicting", dynamic_ncols=True)
     t0 = time.perf_counter()
     try:
-        for start in range(0, n, bs):
-            raw = np.asarray(x[start : start + bs], np.float32)
-            finite = np.isfinite(raw).reshape(len(raw), -1).all(axis=1)
-            if not finite.all():
-                bad = start + int(np.argmin(finite))
-                raise ValueError(f"{input_path}: sample {bad} holds NaN or inf; fix or drop it")
-            seis = np.stack([to_example(s, np.zeros(spec.velocity_shape, np.float32), spec)[0] for s in raw])
-            pad = bs - len(seis)  # a fixed batch shape: one compilation
-            seis = np.concatenate([seis, np.zeros((pad, *seis.shape[1:]), np.float32)])
-            vel = denormalize_velocity(trained.predict_normalized(seis)[: len(raw)], spec)
-            out[start : start + len(raw), 0] = vel
-            if bar is not None:
-                bar.update(len(raw))
-        out.flush()
-        del out
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a partial output
-        raise
+        with atomic_path(out_path) as tmp:  # never leaves a partial output
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *spec.velocity_shape))
+            for start in range(0, n, bs):
+                out[start : start + bs, 0] = _predict_batch(trained, x, start, bs, input_path)
+                if bar is not None:
+                    bar.update(min(bs, n - start))
+            out.flush()
+            del out
     finally:
         if bar is not None:
             bar.close()
@@ -106,7 +106,7 @@ def predict(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m fwi_jax.predict", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m fwi_jax.predict", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="a training run's --workdir")
     p.add_argument("--input", required=True, help="seismic .npy, (N, 5, 1000, 70) raw pressure")
     p.add_argument("--out", required=True, help="velocity .npy to write, (N, 1, 70, 70) m/s")

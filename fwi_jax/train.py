@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     from fwi_jax.metrics import describe
-    from fwi_jax.trainer import train_and_evaluate
+    from fwi_jax.training.loop import train_and_evaluate
 
     try:
         config = flags.FLAGS.config

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import DatasetSpec  # noqa: E402
 from fwi_jax.data.transforms import denormalize_velocity  # noqa: E402
 
@@ -151,9 +152,8 @@ def save_family_grid(path: str | Path, maps: dict[str, np.ndarray], vmin: float 
 
 def main(argv: list[str] | None = None) -> None:
     """python -m fwi_jax.viz {families,curves,gathers,velocity} ..."""
-    import argparse
 
-    p = argparse.ArgumentParser(prog="python -m fwi_jax.viz", description="Pictures of fwi_jax data and runs.")
+    p = ArgumentParser(prog="python -m fwi_jax.viz", description="Pictures of fwi_jax data and runs.")
     sub = p.add_subparsers(dest="what", required=True)
     fam = sub.add_parser("families", help="a grid of generated velocity maps, one row per family")
     fam.add_argument("--per-family", type=int, default=6)

@@ -8,7 +8,8 @@ import pytest
 
 from fwi_jax.models import PRESETS, InversionNet, build_model, decoder_layout, encoder_output_size
 from fwi_jax.models.__main__ import main as models_main
-from fwi_jax.models.layers import ConvBlock, DeconvBlock, EinsumConv, EinsumConvTranspose
+from fwi_jax.models.cpu_convs import EinsumConv, EinsumConvTranspose
+from fwi_jax.models.layers import BATCHNORM_NAME, CONV_NAME, DECONV_NAME, ConvBlock, DeconvBlock
 from fwi_jax.models.summary import layer_table
 
 FULL = jax.ShapeDtypeStruct((2, 1000, 70, 5), jnp.float32)
@@ -161,6 +162,23 @@ def test_whole_network_same_with_either_conv_impl():
     ya, _ = jax.jit(lambda v, x: a.apply(v, x, train=True, mutable=["batch_stats"]))(v, x)
     yb, _ = jax.jit(lambda v, x: b.apply(v, x, train=True, mutable=["batch_stats"]))(v, x)
     np.testing.assert_allclose(ya, yb, atol=5e-4)  # 25 layers of float32 reassociation
+
+
+def test_block_submodule_names_are_the_checkpoint_names_in_every_conv_form():
+    """Checkpoints and the weight port's key map rely on Conv_0 / ConvTranspose_0 / BatchNorm_0."""
+    x = jax.ShapeDtypeStruct((2, 1000, 70, 5), jnp.float32)
+    trees = {}
+    for impl in ("xla", "einsum"):
+        model = build_model("inversionnet", "tiny", (70, 70), conv_impl=impl)
+        for train in (False, True):
+            v = jax.eval_shape(lambda x, m=model, t=train: m.init(jax.random.key(0), x, train=t), x)
+            trees[impl, train] = jax.tree.structure(v)
+            for part in ("encoder", "decoder"):
+                for block, sub in v["params"][part].items():
+                    conv = DECONV_NAME if block.startswith("deconv") and block.endswith("_1") else CONV_NAME
+                    assert set(sub) == {conv, BATCHNORM_NAME}, (impl, block, set(sub))
+    assert len(set(trees.values())) == 1  # one tree whichever form runs
+    assert (CONV_NAME, DECONV_NAME, BATCHNORM_NAME) == ("Conv_0", "ConvTranspose_0", "BatchNorm_0")
 
 
 def test_deconv_block_output_sizes():

@@ -12,9 +12,11 @@ import jax
 import numpy as np
 import pytest
 
-from fwi_jax import parallel, trainer
-from fwi_jax.checkpointing import Checkpointer, abstract_like
+from fwi_jax import parallel
+from fwi_jax.checkpointing import Checkpointer, restore_or_init
 from fwi_jax.config import quickstart_config
+from fwi_jax.data.datasets import get_dataset
+from fwi_jax.training.steps import make_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,14 +60,11 @@ def losses(workdir):
 
 def restore_params(workdir):
     config = quickstart_config("smoke")
-    spec = trainer.get_dataset("flatvel-a")
-    model = trainer.model_from_config(config, spec)
-    tx = trainer.make_optimizer(config, 2)
-    shapes = jax.eval_shape(lambda: trainer.init_state(model, tx, config.seed, spec))
+    steps = make_steps(config, get_dataset("flatvel-a"), parallel.make_mesh())
     ckpt = Checkpointer(workdir, async_save=False)
-    state, data, _ = ckpt.restore(abstract_like(shapes, parallel.replicated(parallel.make_mesh())))
+    state, next_step = restore_or_init(ckpt, steps, init=False)
     ckpt.close()
-    return jax.device_get(state.params), data
+    return jax.device_get(state.params), {"next_step": next_step}
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 
 from fwi_jax.data import velocity
 from fwi_jax.physics import Geometry, forward, openfwi_geometry, ricker, ricker_length
-from fwi_jax.physics.acoustic import _fast_group
+from fwi_jax.physics.solver import fast_group
 
 
 def rel_l2(a, b):
@@ -155,7 +155,7 @@ def test_gradient_matches_finite_differences(mode):
 def test_fast_mode_layouts_agree_in_data_and_gradient():
     """Tasks of 8 shots (shots innermost), of 4 shots of two models and of 1 shot (shots outermost)."""
     g = tiny_geometry()
-    assert [_fast_group(8, n) for n in (1, 2, 8)] == [8, 4, 1]  # 4 models x 2 shots
+    assert [fast_group(8, n) for n in (1, 2, 8)] == [8, 4, 1]  # 4 models x 2 shots
     rng = np.random.default_rng(1)
     v = jnp.asarray(rng.uniform(1800.0, 2800.0, (4, 12, 12)).astype(np.float32))
     weights = jnp.asarray(rng.normal(size=(4, 2, g.nt, 12)).astype(np.float32))

@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 from test_train import fixed_batch
 
-from fwi_jax import trainer
+from fwi_jax import parallel
 from fwi_jax.config import default_config
+from fwi_jax.data.datasets import get_dataset
+from fwi_jax.training.steps import loss_and_grads, make_steps
 
-SPEC = trainer.get_dataset("flatvel-a")
+SPEC = get_dataset("flatvel-a")
 
 
 def test_bfloat16_compute_matches_float32_on_a_fixed_batch():
@@ -19,13 +21,14 @@ def test_bfloat16_compute_matches_float32_on_a_fixed_batch():
         c = default_config()
         c.model.dims = "small"
         c.model.compute_dtype = dtype
-        model = trainer.model_from_config(c, SPEC)
-        tx = trainer.make_optimizer(c, 10)
-        state = trainer.init_state(model, tx, 0, SPEC)  # same seed: same float32 parameters
-        (loss, (_, stats)), grads = jax.jit(
-            lambda s, b, model=model: trainer.loss_and_grads(s.params, s.batch_stats, b, model=model, l1=1.0, l2=1.0)
-        )(state, batch)
-        pred = model.apply({"params": state.params, "batch_stats": stats}, jnp.asarray(batch["seismic"]), train=False)
+        steps = make_steps(c, SPEC, parallel.make_mesh(jax.devices()[:1]))
+        state = steps.init()  # same seed: same float32 parameters
+        (loss, (_, stats)), grads = jax.jit(lambda s, b, o=steps.objective: loss_and_grads(s, b, objective=o))(
+            state, batch
+        )
+        pred = steps.model.apply(
+            {"params": state.params, "batch_stats": stats}, jnp.asarray(batch["seismic"]), train=False
+        )
         out[dtype] = (float(loss), np.asarray(pred), grads, stats)
         assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
         assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(stats))

@@ -10,11 +10,12 @@ import pytest
 from test_data import SPEC, write_pair
 from test_train import smoke_config
 
-from fwi_jax import trainer
 from fwi_jax.data import pipeline
+from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.prepare import main as prepare_main
 from fwi_jax.data.prepare import prepare, split_counts
 from fwi_jax.data.sources import OpenFWISource, read_split, scan_pairs
+from fwi_jax.training.loop import train_and_evaluate
 
 
 def write_fault_pair(root, suffix, n, seed=0):
@@ -133,7 +134,7 @@ def fault_dataset(tmp_path_factory):
 
 def test_tfds_builder_matches_the_files_without_tensorflow(fault_dataset):
     root, data_dir = fault_dataset
-    spec = trainer.get_dataset("flatfault-a")
+    spec = get_dataset("flatfault-a")
     npy = OpenFWISource(read_split(root / "train.txt", root), spec)
     tf_src = tfds_openfwi.TFDSSource(spec, "train", data_dir)
     assert len(tf_src) == len(npy) == 24
@@ -164,7 +165,7 @@ def test_prepare_then_train_on_a_download_like_layout(fault_dataset, tmp_path, s
     c = smoke_config(tmp_path, **{"data.source": source, "data.dataset": "flatfault-a", "num_epochs": 1})
     c.data.root, c.data.tfds_data_dir = str(root), str(data_dir)
     c.num_plot_samples = 0
-    summary = trainer.train_and_evaluate(c, tmp_path / "run")
+    summary = train_and_evaluate(c, tmp_path / "run")
     assert summary["step"] == 3 and summary["val"]["samples"] == 8  # 24 / batch 8; every val sample once
     assert np.isfinite(summary["val"]["mae_ms"])
 

@@ -1,44 +1,31 @@
-"""Parity with a PyTorch InversionNet built from the layer table (tests/torch_side.py): imported weights
+"""Parity with a PyTorch InversionNet built from the layer table (fwi_jax/torch_side): imported weights
 give the same eval outputs, train-mode outputs, gradients and AdamW step; export round-trips exactly."""
 
-import functools
-import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fwi_jax import inference, torch_port, trainer
+from fwi_jax import inference, parallel, torch_port, torchenv
 from fwi_jax.config import dataset_config
+from fwi_jax.data.datasets import get_dataset
+from fwi_jax.training.steps import loss_and_grads, make_steps
 
-HERE = Path(__file__).resolve().parent
-SPEC = trainer.get_dataset("flatvel-a")
-
-
-def torch_python() -> str | None:
-    if importlib.util.find_spec("torch") is not None:
-        return sys.executable
-    return os.environ.get("FWI_JAX_TORCH_PYTHON")
+SPEC = get_dataset("flatvel-a")
 
 
 pytestmark = [
     pytest.mark.torch,
     pytest.mark.skipif(
-        torch_python() is None, reason="needs torch in-process or FWI_JAX_TORCH_PYTHON (.ci/run sets it up)"
+        torchenv.torch_python() is None, reason="needs torch in-process or FWI_JAX_TORCH_PYTHON (.ci/run sets it up)"
     ),
 ]
 
 
 def run_torch(*args) -> str:
-    proc = subprocess.run(
-        [torch_python(), str(HERE / "torch_side.py"), *map(str, args)], capture_output=True, text=True
-    )
+    proc = torchenv.run_script("torch_inversionnet.py", *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -95,13 +82,12 @@ def test_train_mode_gradients_and_one_adamw_step_match(ref, tmp_path):
     config = dataset_config("flatvel-a")
     config.model.dims = "small"
     config.optim.lr = 1e-3
-    model = trainer.model_from_config(config, SPEC)
-    tx = trainer.make_optimizer(config, 1)
+    steps = make_steps(config, SPEC, parallel.make_mesh(jax.devices()[:1]))
     state = jax.device_get(trained.state)
-    state = state.replace(opt_state=tx.init(state.params))
+    state = state.replace(opt_state=steps.tx.init(state.params))
     batch = {"seismic": jnp.asarray(nhwc(io["x"])), "velocity": jnp.asarray(nhwc(io["y"]))}
 
-    pred, _ = model.apply(
+    pred, _ = steps.model.apply(
         {"params": state.params, "batch_stats": state.batch_stats},
         batch["seismic"],
         train=True,
@@ -111,7 +97,7 @@ def test_train_mode_gradients_and_one_adamw_step_match(ref, tmp_path):
     # (with 2 samples: max difference 4e-5 on outputs in [-1, 1]).
     np.testing.assert_allclose(np.asarray(pred)[..., 0], io["train_out"][:, 0], rtol=1e-4, atol=1e-4)
 
-    (loss, _), grads = trainer.loss_and_grads(state.params, state.batch_stats, batch, model=model, l1=1.0, l2=1.0)
+    (loss, _), grads = loss_and_grads(state, batch, objective=steps.objective)
     assert float(loss) == pytest.approx(float(io["loss"]), rel=1e-5)
     with np.load(out / "grads.npz") as z:
         torch_grads = {k: z[k] for k in z.files}
@@ -120,7 +106,7 @@ def test_train_mode_gradients_and_one_adamw_step_match(ref, tmp_path):
     for key, path, kind in torch_port.key_map():
         if path[0] != "params":
             continue
-        ours = np.asarray(torch_port._get(flat, path))
+        ours = np.asarray(torch_port.get_path(flat, path))
         theirs = torch_port.torch_to_flax(torch_grads[key], kind)
         scale = np.max(np.abs(theirs))
         if key.endswith("layers.0.bias"):  # a bias before BatchNorm has zero gradient (float noise in both)
@@ -132,17 +118,7 @@ def test_train_mode_gradients_and_one_adamw_step_match(ref, tmp_path):
         checked += 1
     assert checked == 3 * 25  # conv kernel, BN scale and BN shift of all 25 blocks
 
-    step = jax.jit(
-        functools.partial(
-            trainer.train_step,
-            model=model,
-            tx=tx,
-            l1=1.0,
-            l2=1.0,
-            schedule=trainer.learning_rate_schedule(config, 1),
-        )
-    )
-    new_state, _ = step(state, batch)
+    new_state, _ = steps.train(jax.tree.map(jnp.array, state), batch)  # a copy: the step donates its input
     after = torch_port.state_dict_to_variables(
         torch_port.load_pth(out / "small_after.pth"), {"params": state.params, "batch_stats": state.batch_stats}
     )
@@ -154,7 +130,7 @@ def test_train_mode_gradients_and_one_adamw_step_match(ref, tmp_path):
     for key, path, _ in torch_port.key_map():
         if path[0] != "params":
             continue
-        diff = np.abs(np.asarray(torch_port._get(new, path)) - np.asarray(torch_port._get(after, path)))
+        diff = np.abs(np.asarray(torch_port.get_path(new, path)) - np.asarray(torch_port.get_path(after, path)))
         assert diff.max() <= 2 * config.optim.lr + 1e-6, key
         if not key.endswith("layers.0.bias"):
             close += int(np.sum(diff <= 3e-5))

@@ -1,5 +1,6 @@
-"""Training: loss goes down, sharding parity, resume equivalence, determinism, signals, errors."""
+"""Training: loss goes down, sharding parity, resume equivalence, determinism, signals, errors, objectives."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -14,20 +15,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fwi_jax import parallel, trainer
-from fwi_jax.checkpointing import Checkpointer, abstract_like
+from fwi_jax import parallel
+from fwi_jax.checkpointing import Checkpointer, restore_or_init
 from fwi_jax.config import quickstart_config
 from fwi_jax.data import velocity
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.transforms import normalize_velocity
+from fwi_jax.training import objectives
+from fwi_jax.training.loop import train_and_evaluate
+from fwi_jax.training.steps import loss_and_grads, make_steps
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = get_dataset("flatvel-a")
-
-
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("datasets")
 
 
 def smoke_config(cache_dir, **overrides):
@@ -52,30 +51,15 @@ def fixed_batch(n, seed=0):
     return {"seismic": seis, "velocity": vel.astype(np.float32)}
 
 
-def make_step(config, mesh):
-    model = trainer.model_from_config(config, SPEC)
-    tx = trainer.make_optimizer(config, 10)
-    fn = functools.partial(
-        trainer.train_step,
-        model=model,
-        tx=tx,
-        l1=1.0,
-        l2=1.0,
-        schedule=trainer.learning_rate_schedule(config, 10),
-    )
-    repl, bsh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    step = jax.jit(fn, in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
-    return trainer.create_train_state(model, tx, 0, SPEC, mesh), step
-
-
 def test_train_step_lowers_loss_and_overfits_a_tiny_batch(cache_dir):
     config = smoke_config(cache_dir, **{"optim.lr": 3e-3})
     mesh = parallel.make_mesh()
-    state, step = make_step(config, mesh)
+    steps = make_steps(config, SPEC, mesh, steps_per_epoch=10)
+    state = steps.init()
     batch = parallel.global_batch(fixed_batch(8), mesh)
     losses = []
     for _ in range(60):
-        state, m = step(state, batch)
+        state, m = steps.train(state, batch)
         losses.append(float(m["loss"]))
     assert losses[5] < losses[0]
     assert losses[-1] < 0.3 * losses[0]  # memorizes 8 samples
@@ -86,17 +70,15 @@ def test_one_device_and_eight_devices_give_the_same_step(cache_dir):
     """Same loss, gradients and BatchNorm statistics (global-batch BN) on 1 and 8 devices."""
     assert jax.device_count() == 8
     config = smoke_config(cache_dir)
-    model = trainer.model_from_config(config, SPEC)
     batch = fixed_batch(8, seed=1)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = parallel.make_mesh(devices)
-        state = trainer.create_train_state(model, trainer.make_optimizer(config, 10), 0, SPEC, mesh)
-        fn = functools.partial(trainer.loss_and_grads, model=model, l1=1.0, l2=1.0)
+        steps = make_steps(config, SPEC, mesh, steps_per_epoch=10)
+        state = steps.init()
+        fn = functools.partial(loss_and_grads, objective=steps.objective)
         repl, bsh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-        out = jax.jit(fn, in_shardings=(repl, repl, bsh))(
-            state.params, state.batch_stats, parallel.global_batch(batch, mesh)
-        )
+        out = jax.jit(fn, in_shardings=(repl, bsh))(state, parallel.global_batch(batch, mesh))
         results.append(jax.device_get((state.params, out)))
     (params1, ((loss1, (_, bs1)), g1)), (params8, ((loss8, (_, bs8)), g8)) = results
     assert_trees_equal(params1, params8)  # identical initialization
@@ -135,7 +117,7 @@ def read_jsonl(path):
 
 
 def test_full_run_writes_metrics_checkpoints_and_picture(cache_dir, tmp_path):
-    summary = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "run")
+    summary = train_and_evaluate(smoke_config(cache_dir), tmp_path / "run")
     run = tmp_path / "run"
     assert summary["step"] == summary["total_steps"] == 4 and summary["interrupted"] is None
     assert summary["train_step_compilations"] == 1  # 4 steps, evaluation between them: one executable
@@ -154,8 +136,8 @@ def test_full_run_writes_metrics_checkpoints_and_picture(cache_dir, tmp_path):
 
 
 def test_interrupt_and_resume_equals_uninterrupted_and_runs_are_deterministic(cache_dir, tmp_path):
-    full = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "full")
-    again = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "again")
+    full = train_and_evaluate(smoke_config(cache_dir), tmp_path / "full")
+    again = train_and_evaluate(smoke_config(cache_dir), tmp_path / "again")
     assert_trees_equal(params_of(full), params_of(again))
     losses = [
         [r["loss"] for r in read_jsonl(tmp_path / d / "metrics.jsonl") if r["split"] == "train"]
@@ -163,8 +145,8 @@ def test_interrupt_and_resume_equals_uninterrupted_and_runs_are_deterministic(ca
     ]
     assert losses[0] == losses[1]
 
-    trainer.train_and_evaluate(smoke_config(cache_dir, num_train_steps=3), tmp_path / "resumed")
-    resumed = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "resumed")
+    train_and_evaluate(smoke_config(cache_dir, num_train_steps=3), tmp_path / "resumed")
+    resumed = train_and_evaluate(smoke_config(cache_dir), tmp_path / "resumed")
     assert resumed["step"] == 4
     assert_trees_equal(params_of(full), params_of(resumed))
     state_a, state_b = jax.device_get(full["state"]), jax.device_get(resumed["state"])
@@ -172,47 +154,81 @@ def test_interrupt_and_resume_equals_uninterrupted_and_runs_are_deterministic(ca
     assert_trees_equal(state_a.batch_stats, state_b.batch_stats)
 
 
+@dataclasses.dataclass(frozen=True)
+class CountingL2(objectives.Objective):
+    """A toy objective: plain L2, with an update counter as its own state."""
+
+    def init_extra(self, rng):
+        return {"updates": jnp.zeros((), jnp.int32)}
+
+    def update_extra(self, extra, params, batch_stats, batch, rng):
+        n = extra["updates"] + 1
+        return {"updates": n}, {"updates": n.astype(jnp.float32)}
+
+    def loss(self, params, batch_stats, extra, batch, rng):
+        pred, batch_stats = self.predict_train(params, batch_stats, batch["seismic"])
+        l2 = jnp.mean((pred - batch["velocity"]) ** 2)
+        return l2, ({"l2": l2}, batch_stats)
+
+    def validation_loss(self, val_metrics):
+        return val_metrics["mse_norm"]
+
+
+def test_a_toy_objective_swaps_in_by_config_and_checkpoints_its_own_state(cache_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(objectives.OBJECTIVES, "counting_l2", lambda config, model, spec: CountingL2(model))
+    run = tmp_path / "run"
+    train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "counting_l2", "num_train_steps": 3}), run)
+    resumed = train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "counting_l2"}), run)
+    assert resumed["step"] == 4 and int(resumed["state"].extra["updates"]) == 4  # 3 restored + 1
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["updates"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4]
+    assert all(r["loss"] == r["mse_norm"] for r in rows if r["split"] == "val")
+    with pytest.raises(
+        ValueError, match=r"cannot resume .*loss.objective: checkpoint 'counting_l2' vs now 'supervised'"
+    ):
+        train_and_evaluate(smoke_config(cache_dir), run)
+    with pytest.raises(
+        ValueError, match=r"unknown loss.objective 'nope'; choose one of \['counting_l2', 'supervised'\]"
+    ):
+        train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "nope"}), tmp_path / "other")
+
+
 def test_checkpoint_restores_on_a_different_device_count(cache_dir, tmp_path):
-    summary = trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path / "run")
-    config = smoke_config(cache_dir)
-    model = trainer.model_from_config(config, SPEC)
-    tx = trainer.make_optimizer(config, 2)
-    one = parallel.make_mesh(jax.devices()[:1])
-    abstract = abstract_like(
-        jax.eval_shape(functools.partial(trainer.init_state, model, tx, 0, SPEC)), parallel.replicated(one)
-    )
+    summary = train_and_evaluate(smoke_config(cache_dir), tmp_path / "run")
+    steps = make_steps(smoke_config(cache_dir), SPEC, parallel.make_mesh(jax.devices()[:1]))
     ckpt = Checkpointer(tmp_path / "run")
-    state, data, saved_config = ckpt.restore(abstract)
+    state, next_step = restore_or_init(ckpt, steps, init=False)
+    saved_config = ckpt.read_config()
     ckpt.close()
-    assert data == {"next_step": 4} and saved_config["model"]["dims"] == "tiny"
+    assert next_step == 4 and saved_config["model"]["dims"] == "tiny"
     assert state.params["decoder"]["deconv6"]["Conv_0"]["kernel"].sharding.mesh.devices.size == 1
     assert_trees_equal(jax.device_get(state.params), params_of(summary))
 
 
 def test_resume_with_incompatible_config_is_a_clear_error(cache_dir, tmp_path):
-    trainer.train_and_evaluate(smoke_config(cache_dir, num_train_steps=1), tmp_path / "run")
+    train_and_evaluate(smoke_config(cache_dir, num_train_steps=1), tmp_path / "run")
     with pytest.raises(ValueError, match=r"cannot resume .*model.*new --workdir"):
-        trainer.train_and_evaluate(smoke_config(cache_dir, **{"model.dims": "small"}), tmp_path / "run")
+        train_and_evaluate(smoke_config(cache_dir, **{"model.dims": "small"}), tmp_path / "run")
 
 
 def test_batch_not_divisible_by_device_count(cache_dir, tmp_path):
     with pytest.raises(ValueError, match=r"batch_size=6 is not divisible by the 8 devices; use a multiple of 8"):
-        trainer.train_and_evaluate(smoke_config(cache_dir, batch_size=6), tmp_path)
+        train_and_evaluate(smoke_config(cache_dir, batch_size=6), tmp_path)
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
-        trainer.train_and_evaluate(smoke_config(cache_dir, batch_size=1), tmp_path)
+        train_and_evaluate(smoke_config(cache_dir, batch_size=1), tmp_path)
 
 
 def test_missing_data_directory(cache_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"data.root .*nope is not a directory"):
-        trainer.train_and_evaluate(
+        train_and_evaluate(
             smoke_config(cache_dir, **{"data.source": "openfwi", "data.root": str(tmp_path / "nope")}),
             tmp_path,
         )
     with pytest.raises(ValueError, match=r"data.root is empty: pass --config.data.root="):
-        trainer.train_and_evaluate(smoke_config(cache_dir, **{"data.source": "openfwi"}), tmp_path)
+        train_and_evaluate(smoke_config(cache_dir, **{"data.source": "openfwi"}), tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"split file .*train.txt does not exist"):
-        trainer.train_and_evaluate(
+        train_and_evaluate(
             smoke_config(cache_dir, **{"data.source": "openfwi", "data.root": str(tmp_path / "empty")}),
             tmp_path,
         )
@@ -224,7 +240,7 @@ def test_nan_loss_stops_training_naming_the_step(cache_dir, tmp_path, monkeypatc
     real = metrics.loss_fn
     monkeypatch.setattr(metrics, "loss_fn", lambda *a: (jnp.nan * real(*a)[0], real(*a)[1]))
     with pytest.raises(FloatingPointError, match=r"training loss became nan at step 1 "):
-        trainer.train_and_evaluate(smoke_config(cache_dir), tmp_path)
+        train_and_evaluate(smoke_config(cache_dir), tmp_path)
 
 
 def cli(args, cache_dir, **kw):
@@ -251,7 +267,7 @@ def test_config_typo_is_an_error(cache_dir, tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_mid_run_leaves_a_restorable_checkpoint(cache_dir, tmp_path):
-    trainer.train_and_evaluate(smoke_config(cache_dir, num_train_steps=1), tmp_path / "warm")  # data cached
+    train_and_evaluate(smoke_config(cache_dir, num_train_steps=1), tmp_path / "warm")  # data cached
     run = tmp_path / "run"
     proc = cli(
         [
@@ -275,5 +291,5 @@ def test_sigterm_mid_run_leaves_a_restorable_checkpoint(cache_dir, tmp_path):
     step = ckpt.latest_step()
     assert step is not None and step >= 1
     ckpt.close()
-    resumed = trainer.train_and_evaluate(smoke_config(cache_dir, num_train_steps=step + 1), run)
+    resumed = train_and_evaluate(smoke_config(cache_dir, num_train_steps=step + 1), run)
     assert resumed["step"] == step + 1

@@ -13,7 +13,6 @@ stream is the same whatever was generated before it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -23,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fwi_jax.cli import ArgumentParser
 from fwi_jax.data import velocity
-from fwi_jax.fileio import atomic_write_text
+from fwi_jax.fileio import atomic_path, atomic_write_text
 
 MANIFEST = "generation.json"
 
@@ -67,12 +67,8 @@ def _file_complete(path: Path, shape: tuple[int, ...]) -> bool:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _write_splits(out: Path, spec: GenerationSpec) -> None:
@@ -181,7 +177,7 @@ def generate_dataset(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fwi_jax.data.generate", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m fwi_jax.data.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--family", required=True, choices=velocity.family_names())
     parser.add_argument("--num", type=int, required=True, help="number of samples")
     parser.add_argument("--out", required=True, help="output directory (resumes if it exists)")

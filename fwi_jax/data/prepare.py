@@ -12,7 +12,6 @@ split files that fwi_jax did not write are left alone (choose --out for ours).
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import DatasetSpec, get_dataset
 from fwi_jax.data.generate import MANIFEST as GENERATION_MANIFEST
 from fwi_jax.data.sources import open_npy, scan_pairs
@@ -171,7 +171,7 @@ def _gb(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m fwi_jax.data.prepare", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m fwi_jax.data.prepare", description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, help="OpenFWI dataset name, e.g. flatvel-a (normalization, shapes)")
     p.add_argument("--root", required=True, help="folder holding the downloaded .npy files")
     p.add_argument("--out", default=None, help="where to write train.txt / val.txt (default: ROOT)")

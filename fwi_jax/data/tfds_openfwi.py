@@ -13,13 +13,13 @@ pipeline over N local processes, one task per file pair. Training reads the resu
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import DATASETS, DatasetSpec, get_dataset
 from fwi_jax.data.sources import open_npy, read_sample, read_split
 
@@ -170,7 +170,7 @@ class TFDSSource:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m fwi_jax.data.tfds_openfwi", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m fwi_jax.data.tfds_openfwi", description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, help="OpenFWI dataset name (the builder config), e.g. flatvel-a")
     p.add_argument("--manual-dir", required=True, help="the downloaded files, with split files from prepare")
     p.add_argument("--data-dir", default="~/tensorflow_datasets", help="where the built dataset goes")

@@ -6,13 +6,12 @@ python -m fwi_jax.models [--dims openfwi|narrow|small|tiny|d1,d2,d3,d4,d5]
 
 from __future__ import annotations
 
-import argparse
-
+from fwi_jax.cli import ArgumentParser
 from fwi_jax.models.summary import format_table, layer_table
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m fwi_jax.models", description=__doc__.split("\n")[1])
+    p = ArgumentParser(prog="python -m fwi_jax.models", description=__doc__.split("\n")[1])
     p.add_argument("--model", default="inversionnet")
     p.add_argument("--dims", default="openfwi", help="width preset or 5 comma-separated ints")
     p.add_argument("--shots", type=int, default=5)

@@ -1,16 +1,25 @@
-"""Conv-BN-activation blocks with PyTorch's paddings, initialization and BatchNorm settings."""
+"""Conv-BN-activation blocks with PyTorch's paddings, initialization and BatchNorm settings.
+
+Inside every block the submodules are named CONV_NAME or DECONV_NAME, then BATCHNORM_NAME:
+Flax's automatic names for the first nn.Conv / nn.ConvTranspose / nn.BatchNorm, whichever
+convolution form runs (fwi_jax.models.cpu_convs). Checkpoints and the weight port's key map
+depend on these names; tests/test_models.py checks them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-Padding = Sequence[tuple[int, int]]
+from fwi_jax.models import cpu_convs
+from fwi_jax.models.cpu_convs import Padding
+
+CONV_NAME = "Conv_0"
+DECONV_NAME = "ConvTranspose_0"
+BATCHNORM_NAME = "BatchNorm_0"
 
 # PyTorch's default conv init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
 torch_conv_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -65,245 +74,6 @@ class TorchBatchNorm(nn.Module):
         return y.astype(self.dtype)
 
 
-def batch_norm(train: bool, dtype) -> Callable[[jax.Array], jax.Array]:
-    bn = TorchBatchNorm(dtype=dtype, name="BatchNorm_0")  # Flax's auto name: checkpoints stay compatible
-    return lambda x: bn(x, train)
-
-
-def use_einsum_convs(impl: str) -> bool:
-    """'auto' picks the einsum forms on CPU, where XLA's convolution gradients are slow."""
-    if impl not in ("auto", "xla", "einsum"):
-        raise ValueError(f"conv_impl must be 'auto', 'xla' or 'einsum', got {impl!r}")
-    return impl == "einsum" or (impl == "auto" and jax.default_backend() == "cpu")
-
-
-def _taps(x: jax.Array, kernel: tuple[int, int], strides: tuple[int, int], out: tuple[int, int]) -> jax.Array:
-    """im2col: (B, H, W, C) padded input -> (B, Ho, Wo, kh * kw, C) strided windows."""
-    (kh, kw), (sh, sw), (oh, ow) = kernel, strides, out
-    cols = [x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] for i in range(kh) for j in range(kw)]
-    return jnp.stack(cols, axis=3)
-
-
-@jax.custom_vjp
-def patch_matmul(patches: jax.Array, kernel: jax.Array) -> jax.Array:
-    """im2col patches (..., K) @ kernel (K, O), with the weight gradient computed as patches^T @ g.
-
-    JAX's own transpose rule computes it as (g^T @ patches)^T, for which XLA:CPU writes the BatchNorm
-    backward output transposed inside a fusion that reads its inputs with a large stride; in this
-    order XLA transposes the patches instead, a plain copy. Batch-16 train step 7-13% faster on
-    this CPU (A/B in one process).
-    """
-    return jnp.einsum("...k,ko->...o", patches, kernel)
-
-
-def _patch_matmul_fwd(patches: jax.Array, kernel: jax.Array):
-    return patch_matmul(patches, kernel), (patches, kernel)
-
-
-def _patch_matmul_bwd(res, g: jax.Array):
-    patches, kernel = res
-    lead = tuple(range(patches.ndim - 1))
-    d_patches = jnp.einsum("...o,ko->...k", g, kernel)
-    d_kernel = jax.lax.dot_general(patches, g, ((lead, lead), ((), ())))
-    return d_patches, d_kernel.astype(kernel.dtype)
-
-
-patch_matmul.defvjp(_patch_matmul_fwd, _patch_matmul_bwd)
-
-
-class EinsumConv(nn.Module):
-    """nn.Conv's parameters and numbers, computed with matrix products: a dense layer when the
-    kernel covers the input, shifted products for stride 1, im2col + one product otherwise.
-
-    XLA:CPU runs the gradient of a matrix product several times faster than a convolution's
-    gradient (the (k, 1) time-axis convs of the encoder above all).
-    """
-
-    features: int
-    kernel: tuple[int, int]
-    strides: tuple[int, int]
-    padding: Padding
-    dtype: jnp.dtype = jnp.float32
-    kernel_init: Callable = torch_conv_kernel_init
-    bias_init: Callable = nn.initializers.zeros
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        (kh, kw), cin = self.kernel, x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32)
-        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        kernel, bias, x = kernel.astype(self.dtype), bias.astype(self.dtype), x.astype(self.dtype)
-        padded = tuple(n + sum(p) for n, p in zip(x.shape[1:3], self.padding, strict=True))
-        if padded == (kh, kw):  # the kernel covers the input (convblock8): a plain dense layer
-            x = jnp.pad(x, ((0, 0), tuple(self.padding[0]), tuple(self.padding[1]), (0, 0)))
-            return (x.reshape(x.shape[0], -1) @ kernel.reshape(-1, self.features) + bias)[:, None, None, :]
-        if tuple(self.strides) == (1, 1):
-            return _shifted_products(x, kernel, self.padding) + bias
-        x = jnp.pad(x, ((0, 0), tuple(self.padding[0]), tuple(self.padding[1]), (0, 0)))
-        out = tuple((n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.strides, strict=True))
-        taps = _taps(x, self.kernel, self.strides, out)
-        return patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), kernel.reshape(kh * kw * cin, -1)) + bias
-
-
-def _shifted_products(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
-    """Stride-1 conv as one product and shifted row slices: im2col along the width only (none for
-    (k, 1) kernels), z = cols @ [K_0 | ... | K_kh-1] with one block per kernel row, then
-    y[r] = sum_i z_i[r + i - pad_top].
-
-    The same multiply-adds as full im2col (no padded rows are multiplied) with a kh-times smaller
-    copy forward and col2im backward. Batch 16 on this CPU, forward + backward with BatchNorm and
-    LeakyReLU, against full im2col: time-axis convblock2_2 0.84x, the chain convblock2_1 .. 3_1
-    0.94x; 3 x 3 convs 0.54x (128 channels, 32 x 35), 0.85x (256, 16 x 18), 0.84x (256, 8 x 9),
-    1.0x (512, 5 x 5).
-    """
-    (kh, kw), width = kernel.shape[:2], x.shape[2] + sum(padding[1]) - kernel.shape[1] + 1
-    if kw > 1 or tuple(padding[1]) != (0, 0):
-        x = jnp.pad(x, ((0, 0), (0, 0), tuple(padding[1]), (0, 0)))
-        x = jnp.stack([x[:, :, j : j + width] for j in range(kw)], axis=3).reshape(x.shape[:2] + (width, -1))
-    out = kernel.shape[-1]
-    z = patch_matmul(x, jnp.concatenate([kernel[i].reshape(-1, out) for i in range(kh)], axis=1))
-    z = jnp.pad(z, ((0, 0), tuple(padding[0]), (0, 0), (0, 0)))
-    n = z.shape[1] - kh + 1
-    y = sum(z[:, i : i + n, :, i * out : (i + 1) * out] for i in range(kh))
-    # Without the barrier XLA recomputes the sum inside each BatchNorm fusion that reads y, reading
-    # the kh-times-wider z each time (time-axis block 1.3x slower than im2col instead of 0.84x).
-    return jax.lax.optimization_barrier(y)
-
-
-class _Phase(NamedTuple):
-    """Output rows o = 2 i + a of one phase a along one axis."""
-
-    taps: list[int]  # kernel rows t that reach these outputs
-    offsets: list[int]  # input row read by tap t, relative to i
-    count: int  # number of such outputs
-
-
-def _phase_plan(k: int, pad_lo: int, n_out: int) -> list[_Phase]:
-    plan = []
-    for a in range(2):
-        taps = [t for t in range(k) if (a + t - pad_lo) % 2 == 0]
-        plan.append(_Phase(taps, [(a + t - pad_lo) // 2 for t in taps], len(range(a, n_out, 2))))
-    return plan
-
-
-class EinsumConvTranspose(nn.Module):
-    """nn.ConvTranspose (stride 2, explicit padding) in sub-pixel form: one einsum per output phase.
-
-    Output row o = 2 i + a only meets kernel rows t with (a + t - P) even, reading input row
-    i + (a + t - P) / 2; each phase is a small stride-1 conv, so no inserted zeros are multiplied.
-    Same parameters and numbers as nn.ConvTranspose(strides=(2, 2), padding=P).
-
-    From 10 x 10 inputs on (deconv3_1 .. 5_1), when every phase reads an equally long run of
-    adjacent input rows (k4 s2 p1: rows i-1, i and i, i+1), all phases share one im2col: one product
-    with the phases' kernels side by side gives every phase at every window position, and each
-    phase keeps its shifted slice. Batch 16, forward + backward, against one im2col per phase:
-    0.62-0.68x the time at 40 x 40, 0.85-0.91x at 20 x 20, 0.92x at 10 x 10, 1.16-1.26x at 5 x 5
-    (the extra window row and column is 44% more work there).
-    """
-
-    features: int
-    kernel: tuple[int, int]
-    padding: tuple[tuple[int, int], tuple[int, int]]  # Flax-style padding of the dilated input
-    dtype: jnp.dtype = jnp.float32
-    kernel_init: Callable = torch_deconv_kernel_init
-    bias_init: Callable = nn.initializers.zeros
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        (kh, kw), cin = self.kernel, x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32).astype(self.dtype)
-        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        x = x.astype(self.dtype)
-        dims = list(zip(x.shape[1:3], self.kernel, self.padding, strict=True))
-        size = [2 * (n - 1) + lo + hi - k + 2 for n, k, (lo, hi) in dims]
-        one_pixel = x.shape[1:3] == (1, 1)
-        if one_pixel and all(0 <= lo - m + 1 and lo < k for (_, k, (lo, _)), m in zip(dims, size, strict=True)):
-            # One input pixel (deconv1_1): output (i, j) = x @ kernel[lo_h - i, lo_w - j], a dense layer.
-            rows, cols = (lo - np.arange(m) for (_, _, (lo, _)), m in zip(dims, size, strict=True))
-            dense = kernel[rows][:, cols]  # (Ho, Wo, C, O)
-            y = jnp.einsum("bc,hwco->bhwo", x[:, 0, 0], dense)
-            return y + bias.astype(self.dtype)
-        plans = [_phase_plan(k, lo, n_out) for (_, k, (lo, _)), n_out in zip(dims, size, strict=True)]
-        if min(x.shape[1:3]) >= _SHARED_WINDOW_MIN and all(_runs_of_equal_length(plan) for plan in plans):
-            phases = _shared_window_phases(x, kernel, plans)
-            return _interleave(phases, x.shape[0], size, self.features, self.dtype) + bias.astype(self.dtype)
-        margin = max(
-            [0]
-            + [-d for plan in plans for p in plan for d in p.offsets]
-            + [d + p.count - n for (n, _, _), plan in zip(dims, plans, strict=True) for p in plan for d in p.offsets]
-        )
-        xp = jnp.pad(x, ((0, 0), (margin, margin), (margin, margin), (0, 0)))
-        phases = {}
-        for a, ph in enumerate(plans[0]):
-            for b, pw in enumerate(plans[1]):
-                if not (ph.taps and pw.taps and ph.count and pw.count):
-                    continue
-                cols = [
-                    xp[:, margin + dh : margin + dh + ph.count, margin + dw : margin + dw + pw.count]
-                    for dh in ph.offsets
-                    for dw in pw.offsets
-                ]
-                taps = jnp.stack(cols, axis=3)
-                phases[a, b] = patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), _phase_kernel(kernel, ph, pw))
-        return _interleave(phases, x.shape[0], size, self.features, self.dtype) + bias.astype(self.dtype)
-
-
-def _phase_kernel(kernel: jax.Array, rows: _Phase, cols: _Phase) -> jax.Array:
-    """The (taps_h * taps_w * C, O) matrix of the kernel taps that reach one output phase."""
-    return kernel[np.asarray(rows.taps)][:, np.asarray(cols.taps)].reshape(-1, kernel.shape[-1])
-
-
-_SHARED_WINDOW_MIN = 10  # input pixels per axis from which one shared im2col beats one per phase
-
-
-def _runs_of_equal_length(plan: list[_Phase]) -> bool:
-    """Every phase reads adjacent input rows, the same number of them, and has outputs."""
-    n = len(plan[0].taps)
-    return n > 0 and all(
-        p.count > 0 and len(p.taps) == n and p.offsets == list(range(p.offsets[0], p.offsets[0] + n)) for p in plan
-    )
-
-
-def _shared_window_phases(x: jax.Array, kernel: jax.Array, plans: list[list[_Phase]]) -> dict:
-    """All phases from one im2col of (n_h x n_w) windows: window position r serves phase a's
-    output i = r - (offset_a - lowest offset); the product computes every phase at every position."""
-    n = [len(plan[0].taps) for plan in plans]
-    lo = [min(p.offsets[0] for p in plan) for plan in plans]
-    positions = [max(p.offsets[0] + p.count for p in plan) - first for plan, first in zip(plans, lo, strict=True)]
-    pads = [
-        (max(0, -first), max(0, first + m + k - 1 - length))
-        for first, m, k, length in zip(lo, positions, n, x.shape[1:3], strict=True)
-    ]
-    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    start = [first + pad for first, (pad, _) in zip(lo, pads, strict=True)]
-    cols = [
-        xp[:, start[0] + dh : start[0] + dh + positions[0], start[1] + dw : start[1] + dw + positions[1]]
-        for dh in range(n[0])
-        for dw in range(n[1])
-    ]
-    patches = jnp.stack(cols, axis=3).reshape(x.shape[0], positions[0], positions[1], -1)
-    features = kernel.shape[-1]
-    y = patch_matmul(patches, jnp.concatenate([_phase_kernel(kernel, ph, pw) for ph in plans[0] for pw in plans[1]], 1))
-    phases = {}
-    for a, ph in enumerate(plans[0]):
-        for b, pw in enumerate(plans[1]):
-            r, c, i = ph.offsets[0] - lo[0], pw.offsets[0] - lo[1], a * len(plans[1]) + b
-            phases[a, b] = y[:, r : r + ph.count, c : c + pw.count, i * features : (i + 1) * features]
-    return phases
-
-
-def _interleave(phases: dict, batch: int, size: list[int], features: int, dtype) -> jax.Array:
-    """Put phase (a, b) at rows a::2, columns b::2 of the output."""
-    h, w = size
-    if h % 2 == 0 and w % 2 == 0 and len(phases) == 4:  # reshape, no scatter
-        rows = [jnp.stack([phases[a, 0], phases[a, 1]], axis=3) for a in range(2)]  # (B, h/2, w/2, 2, O)
-        return jnp.stack(rows, axis=2).reshape(batch, h, w, features)
-    y = jnp.zeros((batch, h, w, features), dtype)
-    for (a, b), v in phases.items():
-        y = y.at[:, a::2, b::2].set(v)
-    return y
-
-
 class ConvBlock(nn.Module):
     """Conv2d (with bias) -> BatchNorm -> LeakyReLU(0.2) (or tanh / no activation)."""
 
@@ -313,42 +83,33 @@ class ConvBlock(nn.Module):
     padding: Padding = ((1, 1), (1, 1))
     activation: str = "leaky_relu"
     dtype: jnp.dtype = jnp.float32
-    conv_impl: str = "auto"  # auto | xla | einsum
+    conv_impl: str = "auto"  # auto | xla | einsum (fwi_jax.models.cpu_convs)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         fan_in = x.shape[-1] * self.kernel[0] * self.kernel[1]
-        inits = dict(kernel_init=torch_conv_kernel_init, bias_init=torch_bias_init(fan_in))
-        # Measured per layer on XLA:CPU (fwd + bwd, batch 16): einsum wins for the (k, 1) time-axis
-        # convs, for convs that cover their input (convblock8: 3.5x) and for 3x3 convs with >= 128
-        # input channels in training (convblock5_1: 1.25x, deconv1_2: 1.9x; their forward alone is faster
-        # as an XLA conv); narrower 3x3 convs lose (deconv5_2: 0.65x).
-        time_axis = self.kernel[1] == 1 and self.kernel[0] > 1
-        covers_input = all(tuple(p) == (0, 0) for p in self.padding) and x.shape[1:3] == tuple(self.kernel)
-        wide = train and x.shape[-1] >= 128
-        if (time_axis or covers_input or wide or self.conv_impl == "einsum") and use_einsum_convs(self.conv_impl):
-            x = EinsumConv(self.features, self.kernel, self.strides, self.padding, self.dtype, name="Conv_0", **inits)(
-                x
-            )
-        else:
-            x = nn.Conv(
-                self.features,
-                self.kernel,
-                self.strides,
-                padding=tuple(self.padding),
-                dtype=self.dtype,
-                param_dtype=jnp.float32,
-                **inits,
-            )(x)
-        x = batch_norm(train, self.dtype)(x)
-        return _activate(x, self.activation)
+        x = cpu_convs.conv(
+            self.features,
+            self.kernel,
+            self.strides,
+            self.padding,
+            x.shape,
+            train=train,
+            dtype=self.dtype,
+            impl=self.conv_impl,
+            kernel_init=torch_conv_kernel_init,
+            bias_init=torch_bias_init(fan_in),
+            name=CONV_NAME,
+        )(x)
+        x = TorchBatchNorm(dtype=self.dtype, name=BATCHNORM_NAME)(x, train)
+        return activate(x, self.activation)
 
 
 class DeconvBlock(nn.Module):
     """ConvTranspose2d (with bias) -> BatchNorm -> LeakyReLU(0.2), PyTorch output sizes.
 
     PyTorch's ConvTranspose2d(k, s, p) equals a fractionally strided conv with padding k - 1 - p
-    on each side; its kernel is this one spatially flipped (see the weight importer).
+    on each side; its kernel is this one spatially flipped (see the weight port's key map).
     """
 
     features: int
@@ -356,30 +117,28 @@ class DeconvBlock(nn.Module):
     strides: tuple[int, int] = (2, 2)
     padding: tuple[int, int] = (1, 1)  # PyTorch's `padding` argument
     dtype: jnp.dtype = jnp.float32
-    conv_impl: str = "auto"  # auto | xla | einsum
+    conv_impl: str = "auto"  # auto | xla | einsum (fwi_jax.models.cpu_convs)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         fan_in = self.features * self.kernel[0] * self.kernel[1]
-        pad = tuple((k - 1 - p, k - 1 - p) for k, p in zip(self.kernel, self.padding, strict=True))
-        inits = dict(kernel_init=torch_deconv_kernel_init, bias_init=torch_bias_init(fan_in))
-        if tuple(self.strides) == (2, 2) and use_einsum_convs(self.conv_impl):
-            x = EinsumConvTranspose(self.features, self.kernel, pad, self.dtype, name="ConvTranspose_0", **inits)(x)
-        else:
-            x = nn.ConvTranspose(
-                self.features,
-                self.kernel,
-                self.strides,
-                padding=pad,
-                dtype=self.dtype,
-                param_dtype=jnp.float32,
-                **inits,
-            )(x)
-        x = batch_norm(train, self.dtype)(x)
-        return _activate(x, "leaky_relu")
+        flax_padding = tuple((k - 1 - p, k - 1 - p) for k, p in zip(self.kernel, self.padding, strict=True))
+        x = cpu_convs.conv_transpose(
+            self.features,
+            self.kernel,
+            self.strides,
+            flax_padding,
+            dtype=self.dtype,
+            impl=self.conv_impl,
+            kernel_init=torch_deconv_kernel_init,
+            bias_init=torch_bias_init(fan_in),
+            name=DECONV_NAME,
+        )(x)
+        x = TorchBatchNorm(dtype=self.dtype, name=BATCHNORM_NAME)(x, train)
+        return activate(x, "leaky_relu")
 
 
-def _activate(x: jax.Array, name: str) -> jax.Array:
+def activate(x: jax.Array, name: str) -> jax.Array:
     if name == "leaky_relu":
         return nn.leaky_relu(x, negative_slope=0.2)  # reference slope; JAX's default is 0.01
     if name == "tanh":

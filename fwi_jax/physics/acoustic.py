@@ -1,20 +1,19 @@
-"""2D constant-density acoustic finite differences in JAX (leapfrog in time, 4th order in space).
+"""2D constant-density acoustic finite differences in JAX: the physics of one task of shots
+(leapfrog in time, 4th order in space). `fwi_jax.physics.solver` packs shots into tasks, spreads
+them over devices and is the public entry (`forward`).
 
 Two boundary treatments share one time loop:
 
-* ``mode="exact"`` reproduces the scheme that made the OpenFWI data: velocity edge-padded by
+* exact (`exact_shots`) reproduces the scheme that made the OpenFWI data: velocity edge-padded by
   ``nbc`` cells, a first-order damping term with a quadratic profile scaled by the model's minimum
   velocity (corners take the x profile), a stencil that wraps periodically at the padded edge,
   and the source added as ``p += v^2 dt^2 s(t)`` to the new time level.
-* ``mode="fast"`` keeps the same interior update and source but absorbs with a thin convolutional
-  PML (Pasalic & McGarry style, for the 2nd-order equation) behind a zero ring, so the grid is
-  ~7x smaller.
+* fast (`fast_shots`) keeps the same interior update and source but absorbs with a thin
+  convolutional PML (Pasalic & McGarry style, for the 2nd-order equation) behind a zero ring, so
+  the grid is ~7x smaller.
 
-Shots are independent: exact mode maps them one per task (the wavefields of one shot stay in
-cache), fast mode vectorizes up to 8 shots per task (of any models) in the innermost axis; tasks
-are spread over all local devices with ``shard_map``; ``--xla_force_host_platform_device_count`` set
-to the core count makes every CPU core a device. The time loop is a two-level scan whose inner
-level is ``jax.checkpoint``-ed, so reverse mode stores ~2 sqrt(nt) wavefields instead of nt.
+The time loop is a two-level scan whose inner level is ``jax.checkpoint``-ed, so reverse mode
+stores ~2 sqrt(nt) wavefields instead of nt.
 """
 
 from __future__ import annotations
@@ -27,11 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
 from fwi_jax.physics.geometry import Geometry
-from fwi_jax.physics.wavelets import ricker
 
 Mode = Literal["exact", "fast"]
 Boundary = Literal["periodic", "zero"]
@@ -41,7 +37,7 @@ _C0, _C1, _C2 = -5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0
 _LN_1E7 = math.log(1e7)
 # Shots per fast-mode task, the innermost axis of its fields: one AVX2 vector of float32. 16 was
 # slower on this project's CPU (more padding, fields out of cache).
-_FAST_LANES = 8
+FAST_LANES = 8
 
 
 def damping_profile(geometry: Geometry) -> np.ndarray:
@@ -79,7 +75,7 @@ def _segments(nt: int) -> tuple[int, int]:
     return -(-nt // inner), inner
 
 
-def _time_loop(step, carry, wavelet: jax.Array, nt: int, unroll: int):
+def time_loop(step, carry, wavelet: jax.Array, nt: int, unroll: int):
     """Run ``step(carry, w_t) -> (carry, record_t)`` over nt steps, rematerializing segments."""
     outer, inner = _segments(nt)
     w = jnp.pad(wavelet[:nt], (0, outer * inner - nt)).reshape(outer, inner)
@@ -119,7 +115,7 @@ def _record(field: jax.Array, rec_z: int, rec_x: np.ndarray) -> jax.Array:
     return field[:, rec_z, rec_x]
 
 
-def _exact_shot(a, kscale, prof, amp, src, wavelet, *, rec_z, rec_x, nt, ring, unroll):
+def exact_shots(a, kscale, prof, amp, src, wavelet, *, rec_z, rec_x, nt, ring, unroll):
     """G shots of the damped scheme on the padded grid; returns (nt, G, R) receiver data."""
     h, w = a.shape
     pad_mode = "wrap" if ring == "periodic" else "constant"
@@ -135,7 +131,7 @@ def _exact_shot(a, kscale, prof, amp, src, wavelet, *, rec_z, rec_x, nt, ring, u
         return (_ring(pn, pad_mode), p), _record(pn, rec_z, rec_x)
 
     zero = jnp.zeros((src.shape[0], h, w), a.dtype) + 0 * a  # shaped (G, H, W), same sharding
-    return _time_loop(step, (_ring(zero), zero), wavelet, nt, unroll)
+    return time_loop(step, (_ring(zero), zero), wavelet, nt, unroll)
 
 
 def _pml_coefficients(n: int, pml: int, dx: float, dt: float, vmax, freq: float, r: float):
@@ -183,11 +179,11 @@ def _cpml_strips(q, psi, zeta, coef_a, coef_b, *, axis: int, other: int, n: int,
     return dpsi + zeta, psi, zeta
 
 
-def _fast_shot(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, freq, r, unroll):
+def fast_shots(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, freq, r, unroll):
     """L shots (of any models) with a CPML of `pml` cells and a zero outer ring; returns (nt, L, R).
 
     `a` (v dt / dx)^2 is (L, H, W) and `vmax` (L,), or (1, H, W) and (1,) when all L shots are of
-    one model (read once per cell, not L times); `src` is (L, 2). With _FAST_LANES shots the fields
+    one model (read once per cell, not L times); `src` is (L, 2). With FAST_LANES shots the fields
     are (H, W, L), shots innermost, so every stencil offset and both CPML strip directions read
     whole SIMD vectors (the x strips are only pml + 2 cells wide: with x innermost they vectorize
     poorly); with fewer shots (small batches spread over devices) the fields stay (L, H, W), as a
@@ -197,7 +193,7 @@ def _fast_shot(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, fre
     """
     lanes, (h, w) = src.shape[0], a.shape[1:]
     width = pml + 2
-    lanes_last = lanes >= _FAST_LANES
+    lanes_last = lanes >= FAST_LANES
     zax, xax = (0, 1) if lanes_last else (1, 2)
 
     def grid(shape_zx):  # a (L, z, x)-shaped array in this layout
@@ -257,10 +253,10 @@ def _fast_shot(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, fre
     strips_z = jnp.stack([grid(jnp.zeros((lanes, width, w), a.dtype))] * 2) + like
     strips_x = jnp.stack([grid(jnp.zeros((lanes, h, width), a.dtype))] * 2) + like
     carry = (zero, zero, strips_z, strips_x, strips_z, strips_x, full, full)
-    return _time_loop(step, carry, wavelet, nt, unroll)
+    return time_loop(step, carry, wavelet, nt, unroll)
 
 
-def _pad_width(geometry: Geometry, mode: Mode, pml: int) -> int:
+def pad_width(geometry: Geometry, mode: Mode, pml: int) -> int:
     if mode == "exact":
         return geometry.nbc
     g = geometry
@@ -268,170 +264,3 @@ def _pad_width(geometry: Geometry, mode: Mode, pml: int) -> int:
     cols = tuple(g.src_x) + tuple(g.rec_x)
     outside = max(0, -min(rows), max(rows) - (g.nz - 1), -min(cols), max(cols) - (g.nx - 1))
     return pml + outside + 1  # keep every source and receiver >= 1 cell clear of the PML
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=("geometry", "mode", "boundary", "pml", "pml_r", "ndev", "group", "unroll"),
-)
-def _forward_impl(v, wavelet, *, geometry, mode, boundary, pml, pml_r, ndev, group, unroll):
-    g = geometry
-    bsz = v.shape[0]
-    n = _pad_width(g, mode, pml)
-    vp = jnp.pad(v.astype(jnp.float32), ((0, 0), (n, n), (n, n)), mode="edge")
-    a = (vp * (g.dt / g.dx)) ** 2
-    src_cols = np.asarray(g.src_x) + n
-    src_row = g.src_z + n
-    amps = vp[:, src_row, src_cols] ** 2 * g.dt**2  # (B, S)
-    rec_x = np.asarray(g.rec_x) + n
-    rec_z = g.rec_z + n
-    vmin = lax.stop_gradient(jnp.min(v, axis=(1, 2)))  # min(v) is a kink: no gradient through it
-    vmax = lax.stop_gradient(jnp.max(v, axis=(1, 2)))
-
-    # Tasks of `group` shots taken in model-major order (a fast-mode task may hold shots of
-    # several models), padded to a multiple of the device count; padding repeats the last shot
-    # and is dropped afterwards.
-    s = g.num_shots
-    total = bsz * s
-    ntask = -(-total // (group * ndev)) * ndev
-    flat = np.minimum(np.arange(ntask * group), total - 1).reshape(ntask, group)
-    task_model, task_shot = flat // s, flat % s
-    task_src = np.stack([np.full(flat.shape, src_row), src_cols[task_shot]], axis=-1)
-
-    common = dict(rec_z=rec_z, rec_x=rec_x, nt=g.nt, unroll=unroll)
-    if mode == "exact":
-        if group != 1:
-            raise ValueError(f"exact mode runs one shot per task, got group={group}")
-        prof = jnp.asarray(damping_profile(g))
-
-        def one(models, shots, src):
-            i = models[0]
-            return _exact_shot(a[i], vmin[i] * g.dt, prof, amps[models, shots], src, wavelet, ring=boundary, **common)
-    else:
-        pml_args = dict(pml=pml, dx=g.dx, dt=g.dt, freq=g.freq, r=pml_r)
-
-        one_model = bool(np.all(task_model == task_model[:, :1]))  # e.g. tasks of 5 shots
-
-        def one(models, shots, src):
-            m = models[:1] if one_model else models
-            return _fast_shot(a[m], vmax[m], amps[models, shots], src, wavelet, **pml_args, **common)
-
-    def run(tm, ts, tsrc):
-        return lax.map(lambda t: one(*t), (tm, ts, tsrc))
-
-    tasks = tuple(jnp.asarray(t, jnp.int32) for t in (task_model, task_shot, task_src))
-    if ndev > 1:
-        mesh = Mesh(np.asarray(jax.local_devices()[:ndev]), ("tasks",))
-        run = jax.shard_map(run, mesh=mesh, in_specs=P("tasks"), out_specs=P("tasks"))
-    rec = run(*tasks)  # (tasks, nt, group, R)
-    rec = jnp.swapaxes(rec, 1, 2).reshape(ntask * group, g.nt, g.num_receivers)[:total]
-    return rec.reshape(bsz, s, g.nt, g.num_receivers)
-
-
-def _concrete(x) -> np.ndarray | None:
-    """x as numpy when it holds concrete values, None under tracing (jit / grad)."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
-def forward(
-    velocity: jax.Array | np.ndarray,
-    geometry: Geometry | None = None,
-    *,
-    mode: Mode = "exact",
-    boundary: Boundary = "periodic",
-    pml: int = 20,
-    pml_r: float = 1e-5,
-    wavelet: jax.Array | np.ndarray | None = None,
-    num_devices: int | None = None,
-    unroll: int = 2,
-) -> jax.Array:
-    """Simulate shot gathers for velocity models.
-
-    Args:
-      velocity: (B, nz, nx) or (nz, nx) velocities in m/s.
-      geometry: grid, time axis and acquisition; OpenFWI's by default.
-      mode: "exact" (OpenFWI's damped 120-cell scheme) or "fast" (thin CPML, ~7x less work).
-      boundary: exact mode's outer edge: "periodic" (as the reference) or "zero" (faster on CPU,
-        up to a few % different on fast models).
-      pml, pml_r: fast mode's PML width in cells and its nominal reflection coefficient.
-      wavelet: source time function of >= nt samples; a Ricker at ``geometry.freq`` by default.
-      num_devices: local devices to spread shots over (default: all, when they divide the work).
-      unroll: time steps per scan iteration (2 was fastest on CPU in both modes).
-
-    Returns:
-      (B, shots, nt, receivers) float32 pressure, positive direct-arrival peak (OpenFWI sign);
-      without a batch axis for 2-D input. Differentiable with respect to ``velocity``.
-    """
-    g = geometry if geometry is not None else Geometry()
-    if mode not in ("exact", "fast"):
-        raise ValueError(f"unknown mode {mode!r}; use 'exact' or 'fast'")
-    if boundary not in ("periodic", "zero"):
-        raise ValueError(f"unknown boundary {boundary!r}; use 'periodic' or 'zero'")
-    v = jnp.asarray(velocity)
-    squeeze = v.ndim == 2
-    if squeeze:
-        v = v[None]
-    if v.ndim != 3 or v.shape[1:] != (g.nz, g.nx):
-        raise ValueError(
-            f"velocity must have shape (B, {g.nz}, {g.nx}) or ({g.nz}, {g.nx}) for this geometry, "
-            f"got {tuple(jnp.shape(velocity))}"
-        )
-    if mode == "fast" and pml < 2:
-        raise ValueError(f"fast mode needs pml >= 2 cells, got {pml}")
-    host = _concrete(v)
-    if host is not None:
-        if not np.all(np.isfinite(host)):
-            raise ValueError("velocity contains NaN or inf values")
-        if host.min() <= 0:
-            raise ValueError(f"velocity must be positive (m/s), got a minimum of {host.min():g}")
-        g.check_cfl(float(host.max()))
-    if wavelet is None:
-        wavelet = ricker(g.freq, g.dt, g.nt)
-    wavelet = jnp.asarray(wavelet, jnp.float32)
-    if wavelet.ndim != 1 or wavelet.shape[0] < g.nt:
-        raise ValueError(f"wavelet must be 1-D with >= nt={g.nt} samples, got {wavelet.shape}")
-    bsz, nshot = v.shape[0], g.num_shots
-    ndev = _num_devices(bsz * nshot, num_devices)
-    if mode == "exact":
-        group = 1  # one shot's wavefields (~1.2 MB) stay in a core's cache
-    else:
-        group = _fast_group(bsz * nshot, ndev)
-    out = _forward_impl(
-        v,
-        wavelet,
-        geometry=g,
-        mode=mode,
-        boundary=boundary,
-        pml=pml,
-        pml_r=pml_r,
-        ndev=ndev,
-        group=group,
-        unroll=unroll,
-    )
-    return out[0] if squeeze else out
-
-
-def _fast_group(total: int, ndev: int) -> int:
-    """Shots per fast-mode task for `total` shots on `ndev` devices.
-
-    _FAST_LANES shots per task (shots-innermost fields) cost ~0.85x per shot of smaller tasks on
-    this project's CPU, but pad the last task of each device; take them unless the padding eats
-    the gain (e.g. 4 models = 20 shots on 2 devices: 2 tasks of 5 each, not 2 of 8).
-    """
-    per_device = -(-total // ndev)
-    small = -(-per_device // -(-per_device // (_FAST_LANES - 1)))  # <= 7, evenly split
-    slots_small = -(-total // (small * ndev)) * small
-    slots_lanes = -(-total // (_FAST_LANES * ndev)) * _FAST_LANES
-    return _FAST_LANES if 0.85 * slots_lanes <= slots_small else small
-
-
-def _num_devices(ntask: int, requested: int | None) -> int:
-    avail = jax.local_device_count()
-    if requested is not None:
-        if not 1 <= requested <= avail:
-            raise ValueError(f"num_devices={requested} but {avail} local devices exist")
-        return requested
-    return min(avail, ntask)

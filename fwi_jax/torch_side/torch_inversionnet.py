@@ -1,10 +1,9 @@
-"""The PyTorch side of the parity tests and step-time benchmark (runs under an interpreter with torch).
+"""InversionNet in PyTorch, written from the layer table in ../shared/reference (NCHW,
+Conv/ConvTranspose -> BatchNorm2d -> LeakyReLU(0.2), Tanh head), independently of fwi_jax and of
+the reference code: the PyTorch side of the parity tests and the benchmarks.
 
-InversionNet is written here from the layer table in ../shared/reference (NCHW, Conv/ConvTranspose
--> BatchNorm2d -> LeakyReLU(0.2), Tanh head), independently of fwi_jax and of the reference code.
-
-    python tests/torch_side.py parity OUT --dims 32 64 128 256 512 --train-dims 8 16 32 64 128
-    python tests/torch_side.py equal A.pth B.pth
+    python torch_inversionnet.py parity OUT --dims 32 64 128 256 512 --train-dims 8 16 32 64 128
+    python torch_inversionnet.py equal A.pth B.pth
 """
 
 from __future__ import annotations

@@ -1,0 +1,38 @@
+"""`python -m fwi_jax.torch_port import|export` (see the package docstring)."""
+
+from __future__ import annotations
+
+from fwi_jax.cli import ArgumentParser
+from fwi_jax.torch_port.checkpoints import export_state_dict, import_state_dict
+from fwi_jax.torch_port.pth import load_pth, save_pth
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = ArgumentParser(
+        prog="python -m fwi_jax.torch_port",
+        description="Import reference InversionNet weights (.pth) as a fwi_jax checkpoint, or export them.",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    imp = sub.add_parser("import", help="reference .pth -> fwi_jax checkpoint in --workdir")
+    imp.add_argument("pth")
+    imp.add_argument("--dataset", required=True, help="OpenFWI dataset the weights were trained on (normalization)")
+    imp.add_argument("--workdir", required=True)
+    imp.add_argument("--dims", default="openfwi", help="width preset of the weights (default: the reference's)")
+    exp = sub.add_parser("export", help="fwi_jax checkpoint -> .pth the reference loads")
+    exp.add_argument("--workdir", required=True)
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--checkpoint", default="best")
+    a = p.parse_args(argv)
+    try:
+        if a.cmd == "import":
+            out = import_state_dict(load_pth(a.pth), a.dataset, a.workdir, a.dims)
+            print(
+                f"imported {a.pth} into {out}; evaluate with python -m fwi_jax.evaluate --workdir {out} "
+                f"--data-root DATASET_DIR, or predict with python -m fwi_jax.predict --workdir {out} ..."
+            )
+        else:
+            sd = export_state_dict(a.workdir, a.checkpoint)
+            save_pth(sd, a.out)
+            print(f"wrote {a.out} ({len(sd)} tensors): model.load_state_dict(torch.load(path)) in the reference")
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        p.exit(2, f"error: {e}\n")

@@ -1,0 +1,179 @@
+"""`train_and_evaluate`: the training loop (the library behind ``python -m fwi_jax.train``)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from fwi_jax import metrics as metrics_lib
+from fwi_jax import parallel
+from fwi_jax.checkpointing import Checkpointer, config_to_json, restore_or_init
+from fwi_jax.data import pipeline
+from fwi_jax.data.open import open_sources
+from fwi_jax.data.transforms import velocity_unit
+from fwi_jax.training.runlog import RunLog, StopFlag
+from fwi_jax.training.steps import Steps, TrainState, make_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Step counts derived from the config and the training set's size."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_every: int
+    eval_batch_size: int
+
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict, num_train: int) -> RunPlan:
+        spe = pipeline.steps_per_epoch(num_train, config.batch_size)
+        if spe < 1:
+            raise ValueError(f"{num_train} training samples make no batch of {config.batch_size}; lower batch_size")
+        total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
+        eval_every = config.eval_every_steps if config.eval_every_steps > 0 else spe
+        return cls(spe, total, eval_every, config.eval_batch_size or config.batch_size)
+
+
+def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
+    if config.batch_size < 2:
+        raise ValueError("batch_size must be >= 2: BatchNorm over InversionNet's 1 x 1 bottleneck needs 2+ samples")
+    parallel.check_batch_size(config.batch_size, mesh)
+    if config.eval_batch_size:
+        parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
+    if config.num_epochs < 1 and config.num_train_steps <= 0:
+        raise ValueError("set num_epochs >= 1 or num_train_steps > 0")
+
+
+def evaluate(state: TrainState, source, steps: Steps, batch_size: int, data: ml_collections.ConfigDict) -> dict:
+    """Global metrics of `state` over every sample of `source` (this process's share, reduced on host)."""
+    total = None
+    with contextlib.closing(
+        pipeline.eval_batches(
+            source,
+            batch_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            num_threads=data.num_threads,
+            num_workers=data.num_workers,
+        )
+    ) as batches:
+        for batch in batches:
+            sums = steps.eval(state, parallel.global_batch(batch, steps.mesh))
+            total = metrics_lib.accumulate(total, jax.device_get(sums))
+    return metrics_lib.finalize(total, velocity_unit(source.spec))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+    """Train (resuming from `workdir` when it holds a checkpoint) and evaluate; returns a summary:
+    the final state, the last train / validation metrics, the step reached, and the signal that
+    interrupted the run (None when it finished)."""
+    workdir = Path(workdir).expanduser().absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if config.compilation_cache:  # later runs skip XLA compilation (tens of seconds on CPU)
+        jax.config.update("jax_compilation_cache_dir", str(Path(config.compilation_cache).expanduser()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    mesh = parallel.make_mesh()
+    validate_config(config, mesh)
+    train_src, val_src, spec = open_sources(config)
+    plan = RunPlan.of(config, len(train_src))
+    steps = make_steps(config, spec, mesh, plan.steps_per_epoch)
+    # Multi-process runs save synchronously: Orbax's async saves across processes aborted in CI (a background
+    # save's cross-process barrier racing the next save's), and the final save must complete on all processes.
+    async_save = config.async_checkpoints and jax.process_count() == 1
+    ckpt = Checkpointer(workdir, keep=config.keep_checkpoints, async_save=async_save)
+    saved_config = {**config_to_json(config), "normalization": spec.normalization()}
+    state, start = restore_or_init(ckpt, steps, config=config)
+    if start:
+        print(f"resumed from {ckpt.directory} at step {start}")
+
+    def save(step: int, force: bool = False) -> None:
+        if ckpt.latest_step() != step:  # the final save may fall on a periodic one
+            ckpt.save(step, state, {"next_step": step}, saved_config, force=force)
+
+    with contextlib.ExitStack() as cleanup:  # close files and the manager on errors too
+        cleanup.callback(ckpt.close)
+        log = RunLog(
+            workdir,
+            tensorboard=config.tensorboard,
+            progress=config.progress,
+            batch_size=config.batch_size,
+            steps_per_epoch=plan.steps_per_epoch,
+            total_steps=plan.total_steps,
+            start=start,
+        )
+        cleanup.callback(log.close)
+        batches = pipeline.train_batches(
+            train_src,
+            config.batch_size,
+            config.seed,
+            start,
+            plan.total_steps,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            num_threads=config.data.num_threads,
+            num_workers=config.data.num_workers,
+        )
+        cleanup.callback(batches.close)
+        stop = cleanup.enter_context(StopFlag())
+        best_loss, step = math.inf, start
+        for step in range(start + 1, plan.total_steps + 1):
+            state, m = steps.train(state, parallel.global_batch(next(batches), mesh))
+            last = step == plan.total_steps
+            flush = step % config.log_every_steps == 0 or last or stop.signum is not None
+            log.train(step, m, flush=flush, last_checkpoint=ckpt.latest_step())
+            if step % plan.eval_every == 0 or last:
+                val = evaluate(state, val_src, steps, plan.eval_batch_size, config.data)
+                val["loss"] = steps.objective.validation_loss(val)
+                log.val(step, val)
+                if val["loss"] < best_loss:
+                    best_loss = val["loss"]
+                    ckpt.save_best(step, state, {"next_step": step}, saved_config, val["loss"])
+            if step % config.checkpoint_every_steps == 0:
+                save(step)
+            if stop.signum is not None:
+                break
+        save(step, force=True)
+        ckpt.wait()
+        if stop.name:
+            print(
+                f"{stop.name} at step {step}: checkpoint saved in {ckpt.directory}; re-run the same command to resume"
+            )
+        elif jax.process_count() == 1 and config.num_plot_samples > 0:  # evaluate draws multi-process runs
+            _plot_predictions(
+                workdir / "predictions.png", state, steps, val_src, plan.eval_batch_size, config.num_plot_samples
+            )
+    return {
+        "state": state,
+        "step": step,
+        "train_step_compilations": _compilations(steps.train),
+        "train": log.train_metrics,
+        "val": log.val_metrics,
+        "interrupted": stop.name,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "total_steps": plan.total_steps,
+    }
+
+
+def _plot_predictions(path: Path, state: TrainState, steps: Steps, source, batch_size: int, count: int) -> None:
+    from fwi_jax import viz
+
+    batch = next(pipeline.eval_batches(source, batch_size, num_threads=1))
+    n = min(count, len(source), batch_size)
+    pred = np.asarray(steps.predict(state, batch["seismic"]))
+    viz.save_prediction_grid(path, batch["velocity"][:n, ..., 0], pred[:n, ..., 0], steps.spec)
+
+
+def _compilations(jitted) -> int | None:
+    """How often the train step compiled; more than once means a shape or sharding changed mid-run."""
+    n = jitted._cache_size() if hasattr(jitted, "_cache_size") else None
+    if n and n > 1 and jax.process_index() == 0:
+        print(f"warning: the train step compiled {n} times in this run (expected once)", file=sys.stderr)
+    return n

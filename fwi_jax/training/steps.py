@@ -1,0 +1,177 @@
+"""TrainState, optimizer, and `make_steps`: the one factory of jitted, sharded train / eval / predict steps.
+
+Every caller that runs the model (the training loop, inference, the weight port, tests and
+benchmarks) builds it here, so a change to the step is made once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+from jax.sharding import Mesh
+
+from fwi_jax import metrics as metrics_lib
+from fwi_jax import parallel
+from fwi_jax.checkpointing import abstract_like
+from fwi_jax.data.datasets import DatasetSpec
+from fwi_jax.models import build_model
+from fwi_jax.training.objectives import Objective, make_objective
+
+# fold_in stream of the objective's initialization: above any step number, so no step key repeats it.
+_OBJECTIVE_STREAM = 2**31 - 1
+
+
+class TrainState(struct.PyTreeNode):
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    rng: jax.Array  # raw uint32 key; per-step keys are fold_in(rng, step)
+    extra: Any  # the objective's own state ({} for the supervised loss)
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+    """Per-step linear warmup from warmup_factor, then x gamma at each milestone epoch."""
+    o = config.optim
+    warmup = int(o.warmup_epochs * steps_per_epoch)
+    bounds = jnp.asarray(sorted(int(m * steps_per_epoch) for m in o.milestones) or [2**30], jnp.int32)
+
+    def schedule(step):
+        step = jnp.asarray(step)
+        alpha = jnp.clip(step / max(warmup, 1), 0.0, 1.0) if warmup else 1.0
+        factor = o.warmup_factor * (1 - alpha) + alpha
+        decays = jnp.sum(step >= bounds) if o.milestones else 0
+        return o.lr * factor * o.gamma**decays
+
+    return schedule
+
+
+def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+    o = config.optim
+    return optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+
+
+def model_from_config(config: ml_collections.ConfigDict, spec: DatasetSpec) -> nn.Module:
+    m = config.model
+    return build_model(m.name, m.dims, (spec.depth, spec.width), m.compute_dtype, m.conv_impl)
+
+
+def input_shape(spec: DatasetSpec) -> tuple[int, int, int]:
+    """One NHWC seismic sample: (time samples, receivers, shots)."""
+    return (spec.time_samples, spec.receivers, spec.shots)
+
+
+def init_state(model: nn.Module, tx, objective: Objective, seed: int, spec: DatasetSpec) -> TrainState:
+    rng = jax.random.PRNGKey(seed)
+    # XLA:CPU compiles ~50 threefry draws in ~30 s (partitionable threefry); "rbg" keys take ~1 s.
+    init_key = jax.random.key(seed, impl="rbg")
+    variables = model.init(init_key, jnp.zeros((1,) + input_shape(spec)), train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.asarray(0, jnp.int32),
+        params=params,
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(params),
+        rng=rng,
+        extra=objective.init_extra(jax.random.fold_in(rng, _OBJECTIVE_STREAM)),
+    )
+
+
+def loss_and_grads(state: TrainState, batch: dict, *, objective: Objective, extra: Any = None):
+    """((loss, (metrics, new batch_stats)), grads w.r.t. params) of one global batch."""
+    rng = jax.random.fold_in(state.rng, state.step)
+    extra = state.extra if extra is None else extra
+    return jax.value_and_grad(objective.loss, has_aux=True)(state.params, state.batch_stats, extra, batch, rng)
+
+
+def train_step(state: TrainState, batch: dict, *, tx, objective: Objective, schedule) -> tuple[TrainState, dict]:
+    """One optimizer step on a global batch; BatchNorm statistics span the whole batch."""
+    rng = jax.random.fold_in(state.rng, state.step)
+    extra, extra_metrics = objective.update_extra(state.extra, state.params, state.batch_stats, batch, rng)
+    (loss, (parts, batch_stats)), grads = loss_and_grads(state, batch, objective=objective, extra=extra)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+        extra=extra,
+    )
+    return new_state, {
+        "loss": loss,
+        **parts,
+        **extra_metrics,
+        "lr": schedule(state.step),
+        "grad_norm": optax.tree.norm(grads),
+    }
+
+
+def predict_step(state: TrainState, seismic: jax.Array, *, model: nn.Module) -> jax.Array:
+    """Normalized seismic (B, T, R, S) -> normalized velocity (B, H, W, 1), BatchNorm in inference mode."""
+    return model.apply({"params": state.params, "batch_stats": state.batch_stats}, seismic, train=False)
+
+
+def eval_step(state: TrainState, batch: dict, *, model: nn.Module) -> dict:
+    """Masked metric sums of one global batch (reduce on the host with metrics.finalize)."""
+    return metrics_lib.metric_sums(predict_step(state, batch["seismic"], model=model), batch["velocity"], batch["mask"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """The model, optimizer and objective of a config, and their jitted steps on one mesh.
+
+    State is replicated, batches are sharded over the mesh's data axis; `train` donates the state.
+    """
+
+    model: nn.Module
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    objective: Objective
+    spec: DatasetSpec
+    seed: int
+    mesh: Mesh
+    train: Callable[[TrainState, dict], tuple[TrainState, dict]]
+    eval: Callable[[TrainState, dict], dict]
+    predict: Callable[[TrainState, jax.Array], jax.Array]
+
+    def _init_fn(self) -> Callable[[], TrainState]:
+        return functools.partial(init_state, self.model, self.tx, self.objective, self.seed, self.spec)
+
+    def init(self) -> TrainState:
+        """A fresh state created directly in replicated device buffers (no host tree for donation to alias)."""
+        return jax.jit(self._init_fn(), out_shardings=parallel.replicated(self.mesh))()
+
+    def abstract_state(self) -> TrainState:
+        """Shapes, dtypes and shardings of the state: the target a checkpoint is restored onto."""
+        return abstract_like(jax.eval_shape(self._init_fn()), parallel.replicated(self.mesh))
+
+
+def make_steps(config: ml_collections.ConfigDict, spec: DatasetSpec, mesh: Mesh, steps_per_epoch: int = 1) -> Steps:
+    """Build the model, optimizer, objective and jitted sharded steps of ``config`` on ``mesh``.
+
+    ``steps_per_epoch`` only sets the learning-rate schedule's epoch boundaries (the optimizer
+    state's structure does not depend on it, so restoring for inference may pass 1).
+    """
+    model = model_from_config(config, spec)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    tx = make_optimizer(config, schedule)
+    objective = make_objective(config, model, spec)
+    repl, batch = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    train = jax.jit(
+        functools.partial(train_step, tx=tx, objective=objective, schedule=schedule),
+        in_shardings=(repl, batch),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
+    evaluate = jax.jit(functools.partial(eval_step, model=model), in_shardings=(repl, batch), out_shardings=repl)
+    predict = jax.jit(functools.partial(predict_step, model=model), in_shardings=(repl, batch), out_shardings=repl)
+    return Steps(model, tx, schedule, objective, spec, int(config.seed), mesh, train, evaluate, predict)

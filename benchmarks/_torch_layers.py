@@ -2,7 +2,8 @@
 
     python _torch_layers.py      then send JSON lines: {"cmd": "setup", "batch": 16}, {"cmd": "time", "n": 3},
                                  {"cmd": "quit"}
-Blocks are those of the InversionNet the parity tests check (tests/torch_side.py); each is timed
+Blocks are those of the InversionNet the parity tests check (fwi_jax/torch_side/torch_inversionnet.py,
+on this script's path via fwi_jax.torchenv); each is timed
 in train mode as forward + backward (gradients of its parameters and of its input).
 """
 
@@ -10,12 +11,9 @@ import functools
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from torch_side import InversionNet  # noqa: E402
+from torch_inversionnet import InversionNet
 
 
 def main() -> None:

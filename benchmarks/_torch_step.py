@@ -2,18 +2,16 @@
 
     python _torch_step.py        then send JSON lines: {"cmd": "setup", "batch": 16}, {"cmd": "train", "n": 3},
                                  {"cmd": "infer", "n": 3}, {"cmd": "peak"}, {"cmd": "quit"}
-The InversionNet is the one the parity tests check (tests/torch_side.py, built from the layer table).
+The InversionNet is the one the parity tests check (fwi_jax/torch_side/torch_inversionnet.py,
+built from the layer table; fwi_jax.torchenv puts that folder on this script's path).
 """
 
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from torch_side import InversionNet, loss_fn  # noqa: E402
+from torch_inversionnet import InversionNet, loss_fn
 
 
 def main() -> None:

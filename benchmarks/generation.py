@@ -2,12 +2,13 @@
 
     python benchmarks/generation.py [--models 16] [--rounds 5] [--out benchmarks/results/generation.json]
 
-deepwave needs PyTorch; it runs in a separate interpreter (on these machines a Python 3.11 venv
-with torch==2.13.0 and deepwave) named by --torch-python or $FWI_JAX_TORCH_PYTHON, kept alive as
-a sidecar. Each round times every fwi_jax variant, then deepwave, on the same models, so a ratio
-compares calls made seconds apart (this VM's speed drifts by tens of % within minutes): the table
-gives the median seconds over rounds and the median and range of the per-round ratios. deepwave's
-receiver data are aligned to the OpenFWI convention (negated, one sample earlier) before comparing.
+deepwave needs PyTorch; it runs in a separate interpreter (on these machines a Python 3.11 venv with
+torch==2.13.0 and deepwave) named by --torch-python, else the one fwi_jax.torchenv finds
+($FWI_JAX_TORCH_PYTHON), kept alive as a sidecar. Each round times every fwi_jax variant, then
+deepwave, on the same models, so a ratio compares calls made seconds apart (this VM's speed drifts
+by tens of % within minutes): the table gives the median seconds over rounds and the median and
+range of the per-round ratios. deepwave's receiver data are aligned to the OpenFWI convention
+(negated, one sample earlier) before comparing.
 
 Prints a table and writes JSON: samples/s for each propagator at 1 and N models per call, the
 throughput ratio to deepwave, and the relative L2 difference of the receiver data.
@@ -16,7 +17,6 @@ throughput ratio to deepwave, and the relative L2 difference of the receiver dat
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -32,6 +32,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from _sidecar import TorchSidecar  # noqa: E402
 
+from fwi_jax import torchenv  # noqa: E402
 from fwi_jax.data import velocity  # noqa: E402
 from fwi_jax.physics import forward  # noqa: E402
 
@@ -53,13 +54,6 @@ def time_call(fn) -> float:
     return time.perf_counter() - t
 
 
-def deepwave_python(arg: str) -> str | None:
-    """The interpreter for deepwave: --torch-python / $FWI_JAX_TORCH_PYTHON, else this one if it has it."""
-    if arg:
-        return arg
-    return sys.executable if importlib.util.find_spec("deepwave") else None
-
-
 def align_deepwave(raw: np.ndarray) -> np.ndarray:
     aligned = np.zeros_like(raw)
     aligned[:, :, :-1] = -raw[:, :, 1:]  # opposite sign, one sample of lag
@@ -76,8 +70,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (each times every propagator once)")
     p.add_argument(
         "--torch-python",
-        default=os.environ.get("FWI_JAX_TORCH_PYTHON", ""),
-        help="interpreter with torch + deepwave (default $FWI_JAX_TORCH_PYTHON)",
+        default="",
+        help="interpreter with torch + deepwave (default: as fwi_jax.torchenv finds PyTorch)",
     )
     p.add_argument("--out", default=str(HERE / "results" / "generation.json"))
     a = p.parse_args()
@@ -96,7 +90,7 @@ def main() -> None:
         if bs != a.models:
             calls[name, bs]()
 
-    python = deepwave_python(a.torch_python)
+    python = torchenv.torch_python(a.torch_python)
     dw, dw_info = None, None
     with tempfile.TemporaryDirectory() as tmp:
         if python is None:

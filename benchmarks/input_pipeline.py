@@ -74,30 +74,23 @@ def measure(args: argparse.Namespace) -> None:
 
 def train_step_rate(preset: str, batch: int) -> dict:
     """Median samples/s of the full training step (forward, backward, AdamW) on this machine."""
-    import functools
 
     import jax
     import numpy as np
 
-    from fwi_jax import trainer
+    from fwi_jax import parallel
     from fwi_jax.config import default_config
     from fwi_jax.data.datasets import get_dataset
+    from fwi_jax.training.steps import input_shape, make_steps
 
     spec = get_dataset("flatvel-a")
     c = default_config()
     c.model.dims = preset
-    model = trainer.model_from_config(c, spec)
-    tx = trainer.make_optimizer(c, 100)
-    state = jax.jit(functools.partial(trainer.init_state, model, tx, 0, spec))()
-    step = jax.jit(
-        functools.partial(
-            trainer.train_step, model=model, tx=tx, l1=1.0, l2=1.0, schedule=trainer.learning_rate_schedule(c, 100)
-        ),
-        donate_argnums=0,
-    )
+    steps = make_steps(c, spec, parallel.make_mesh(jax.devices()[:1]), steps_per_epoch=100)
+    state, step = steps.init(), steps.train
     rng = np.random.default_rng(0)
     b = {
-        "seismic": rng.normal(size=(batch, *trainer.input_shape(spec))).astype(np.float32),
+        "seismic": rng.normal(size=(batch, *input_shape(spec))).astype(np.float32),
         "velocity": rng.uniform(-1, 1, size=(batch, 70, 70, 1)).astype(np.float32),
     }
     t = time.perf_counter()

@@ -14,7 +14,6 @@ writes benchmarks/results/step_time.json.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -26,9 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from _sidecar import TorchSidecar
 
-from fwi_jax import trainer
+from fwi_jax import parallel
 from fwi_jax.config import default_config
+from fwi_jax.data.datasets import get_dataset
 from fwi_jax.hostdevices import use_transparent_hugepages
+from fwi_jax.training.steps import input_shape, make_steps
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "step_time.json"
@@ -50,27 +51,23 @@ class JaxSide:
     """The trainer's own jitted train step and predict step on one device."""
 
     def __init__(self, batch: int, dtype: str):
-        spec = trainer.get_dataset("flatvel-a")
+        spec = get_dataset("flatvel-a")
         c = default_config()
         c.model.compute_dtype = dtype
-        model = trainer.model_from_config(c, spec)
-        tx = trainer.make_optimizer(c, 100)
-        schedule = trainer.learning_rate_schedule(c, 100)
-        self.state = jax.jit(functools.partial(trainer.init_state, model, tx, 0, spec))()
+        steps = make_steps(c, spec, parallel.make_mesh(jax.devices()[:1]), steps_per_epoch=100)
+        self.state = steps.init()
         rng = np.random.default_rng(0)
         self.batch = {
-            "seismic": jnp.asarray(rng.normal(size=(batch, *trainer.input_shape(spec))).astype(np.float32)),
+            "seismic": jnp.asarray(rng.normal(size=(batch, *input_shape(spec))).astype(np.float32)),
             "velocity": jnp.asarray(rng.uniform(-1, 1, size=(batch, 70, 70, 1)).astype(np.float32)),
         }
-        step = functools.partial(trainer.train_step, model=model, tx=tx, l1=1.0, l2=1.0, schedule=schedule)
         t = time.perf_counter()
-        lowered = jax.jit(step, donate_argnums=0).lower(self.state, self.batch)
+        lowered = steps.train.lower(self.state, self.batch)
         self.train_fn = lowered.compile()
         self.compile_s = time.perf_counter() - t
         self.train_flops = _flops(self.train_fn)
-        infer = jax.jit(functools.partial(trainer.predict_step, model=model))
         t = time.perf_counter()
-        self.infer_fn = infer.lower(self.state, self.batch["seismic"]).compile()
+        self.infer_fn = steps.predict.lower(self.state, self.batch["seismic"]).compile()
         self.infer_compile_s = time.perf_counter() - t
         self.infer_flops = _flops(self.infer_fn)
 

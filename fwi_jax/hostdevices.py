@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import sys
@@ -21,6 +22,10 @@ def use_all_cpu_cores() -> None:
 
 HUGEPAGES_ENV = "FWI_JAX_HUGEPAGES"
 _TUNABLE = "glibc.malloc.hugetlb"
+# Installed accelerator plugins: JAX would not run on the CPU, where the huge pages help.
+_ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "libtpu")
+# Debuggers and profilers: a re-executed process would escape them.
+_TOOL_MODULES = ("pdb", "pydevd", "debugpy", "cProfile", "profile", "pyinstrument", "line_profiler", "coverage")
 
 
 def _transparent_hugepages_available() -> bool:
@@ -31,15 +36,34 @@ def _transparent_hugepages_available() -> bool:
         return False
 
 
+def _runs_on_cpu() -> bool:
+    """Whether JAX will run on the CPU, judged without importing it (the restart must come first)."""
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    return not any(importlib.util.find_spec(name) for name in _ACCELERATOR_PLUGINS)
+
+
+def _under_a_tool() -> bool:
+    monitored = hasattr(sys, "monitoring") and any(sys.monitoring.get_tool(i) for i in range(6))
+    return (
+        sys.gettrace() is not None
+        or sys.getprofile() is not None
+        or monitored
+        or (any(name in sys.modules for name in _TOOL_MODULES))
+    )
+
+
 def use_transparent_hugepages() -> None:
-    """Restart this command with glibc's malloc backing large blocks by transparent huge pages.
+    """Restart this command once with glibc's malloc backing large blocks by transparent huge pages.
 
     XLA:CPU allocates every execution's temporary buffer afresh (GBs per batch-16 train step); on
     4 KiB pages each step then pays ~10^5 page faults, which on this project's 2-core VM made the
-    train step ~1.4x slower (PyTorch gains about as much). glibc reads the tunable only at start,
-    hence the re-exec (same pid, same arguments). Call it only from a command's ``__main__``
-    block, before any work. Skipped off Linux/glibc, without THP, when GLIBC_TUNABLES already
-    names the tunable, or when FWI_JAX_HUGEPAGES=0.
+    full-size train step ~1.4x slower (PyTorch gains about as much). glibc reads the tunable only
+    at start, hence the re-exec (same pid, same arguments), announced in one line on stderr. Call
+    it only from a command's ``__main__`` block, before any work. Skipped when FWI_JAX_HUGEPAGES=0,
+    off Linux/glibc, without THP, when GLIBC_TUNABLES already names the tunable, when JAX will
+    not run on the CPU, and under a debugger, profiler or coverage tool.
     """
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if (
@@ -48,9 +72,15 @@ def use_transparent_hugepages() -> None:
         or _TUNABLE in tunables
         or platform.libc_ver()[0] != "glibc"
         or not _transparent_hugepages_available()
+        or not _runs_on_cpu()
+        or _under_a_tool()
     ):
         return
     env = dict(os.environ, GLIBC_TUNABLES=f"{tunables}:{_TUNABLE}=1" if tunables else f"{_TUNABLE}=1")
+    print(
+        f"fwi_jax: restarting with {_TUNABLE}=1 (huge pages for XLA:CPU's buffers); {HUGEPAGES_ENV}=0 turns this off",
+        file=sys.stderr,
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

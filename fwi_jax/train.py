@@ -4,7 +4,8 @@
     python -m fwi_jax.train --config configs/flatvel_a.py --workdir runs/fva --config.data.root=/data/flatvel-a
 
 Re-running the same command resumes from the latest checkpoint in --workdir. Any config field
-can be overridden with --config.a.b=value; unknown fields are errors.
+can be overridden with --config.a.b=value; unknown fields are errors. Multi-word flags take
+dashes or underscores (--coordinator-address or --coordinator_address), as in every fwi_jax command.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ _DISTRIBUTED = flags.DEFINE_enum(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (--distributed=explicit).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (--distributed=explicit).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's id (--distributed=explicit).")
+for _name in ("coordinator_address", "num_processes", "process_id"):  # fwi_jax.cli's flag style
+    flags.DEFINE_alias(_name.replace("_", "-"), _name)
 
 
 def main(argv: list[str]) -> None:

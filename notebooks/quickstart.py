@@ -83,7 +83,7 @@ print(config.data, f"batch_size: {config.batch_size}, epochs: {config.num_epochs
 # Re-running this cell resumes from the last checkpoint in `WORKDIR`.
 
 # %%
-from fwi_jax.trainer import train_and_evaluate  # noqa: E402
+from fwi_jax.training.loop import train_and_evaluate  # noqa: E402
 
 summary = train_and_evaluate(config, WORKDIR)
 print(f"stopped at step {summary['step']}; last validation: {summary['val']}")
@@ -117,9 +117,10 @@ for name in ("predictions.png", "profiles.png", "gathers.png", "curves.png"):
 # %%
 import numpy as np  # noqa: E402
 
-from fwi_jax import predict, trainer  # noqa: E402
+from fwi_jax import predict  # noqa: E402
+from fwi_jax.data.open import open_sources  # noqa: E402
 
-_, val_source, _ = trainer.prepare_data(config)
+_, val_source, _ = open_sources(config)
 seismic_file, velocity_file = val_source.files[0]
 result = predict.predict(WORKDIR, seismic_file, WORKDIR / "predicted_velocity.npy", progress=not SMOKE)
 velocity = np.load(result["out"])

@@ -13,13 +13,15 @@ from fwi_jax import hostdevices
 SCRIPT = """
 import os, sys
 from fwi_jax.hostdevices import use_transparent_hugepages
+if os.environ.get("PROBE_TRACE"):  # as a debugger would
+    sys.settrace(lambda *a: None)
 print("start", flush=True)
 use_transparent_hugepages()
 print(os.getpid(), os.environ.get("GLIBC_TUNABLES", ""), sys.argv[1:])
 """
 
 
-def _run(tmp_path: Path, **env) -> list[str]:
+def _run(tmp_path: Path, stderr: list | None = None, **env) -> list[str]:
     script = tmp_path / "probe.py"
     script.write_text(SCRIPT)
     full_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | env
@@ -28,6 +30,8 @@ def _run(tmp_path: Path, **env) -> list[str]:
     out = subprocess.run(
         [sys.executable, str(script), "a b", "--x=1"], env=full_env, capture_output=True, text=True, check=True
     )
+    if stderr is not None:
+        stderr.extend(out.stderr.splitlines())
     return out.stdout.splitlines()
 
 
@@ -37,9 +41,14 @@ def _run(tmp_path: Path, **env) -> list[str]:
     or not hostdevices._transparent_hugepages_available(),
     reason="needs Linux, glibc and transparent huge pages",
 )
-def test_hugepage_reexec_keeps_arguments_and_runs_once(tmp_path):
-    lines = _run(tmp_path, GLIBC_TUNABLES="glibc.malloc.arena_max=4")
+def test_hugepage_reexec_keeps_arguments_runs_once_and_says_so(tmp_path):
+    err = []
+    lines = _run(tmp_path, err, GLIBC_TUNABLES="glibc.malloc.arena_max=4", JAX_PLATFORMS="cpu")
     assert lines[:2] == ["start", "start"]  # restarted exactly once
+    assert err == [
+        "fwi_jax: restarting with glibc.malloc.hugetlb=1 (huge pages for XLA:CPU's buffers); "
+        "FWI_JAX_HUGEPAGES=0 turns this off"
+    ]
     pid, tunables, args = lines[2].split(" ", 2)
     assert tunables == "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"  # the user's tunables kept
     assert args == "['a b', '--x=1']"
@@ -55,3 +64,10 @@ def test_hugepage_reexec_respects_an_explicit_setting(tmp_path):
     lines = _run(tmp_path, GLIBC_TUNABLES="glibc.malloc.hugetlb=0")
     assert lines[0] == "start" and len(lines) == 2
     assert "glibc.malloc.hugetlb=0" in lines[1]
+
+
+@pytest.mark.parametrize("env", [{"JAX_PLATFORMS": "cuda"}, {"PROBE_TRACE": "1", "JAX_PLATFORMS": "cpu"}])
+def test_no_reexec_off_the_cpu_or_under_a_debugger(tmp_path, env):
+    err = []
+    lines = _run(tmp_path, err, **env)
+    assert lines[0] == "start" and len(lines) == 2 and not err

@@ -118,7 +118,7 @@ def test_decoder_crop_is_centered():
 )
 def test_einsum_conv_equals_xla_conv_values_and_gradients(kernel, strides, padding, shape):
     x = jnp.asarray(np.random.default_rng(2).normal(size=shape), jnp.float32)
-    ref, mine = nn.Conv(6, kernel, strides, padding=padding), EinsumConv(6, kernel, strides, padding)
+    ref, mine = nn.Conv(6, kernel, strides, padding=padding), EinsumConv(6, kernel, padding, strides=strides)
     v = ref.init(jax.random.key(1), x)
     np.testing.assert_allclose(mine.apply(v, x), ref.apply(v, x), atol=2e-5)
     g_ref = jax.grad(lambda v, x: jnp.sum(ref.apply(v, x) ** 2), argnums=(0, 1))(v, x)

@@ -80,7 +80,7 @@ def test_two_processes_train_like_one(tmp_path):
                 tmp_path / "two",
                 cache,
                 "--distributed=explicit",
-                f"--coordinator_address=localhost:{port}",
+                f"--coordinator-address=localhost:{port}",  # the dashed alias
                 "--num_processes=2",
                 f"--process_id={i}",
             ),

@@ -63,7 +63,24 @@ def _patch_matmul_bwd(res, g: jax.Array):
 patch_matmul.defvjp(_patch_matmul_fwd, _patch_matmul_bwd)
 
 
-class EinsumConv(nn.Module):
+class _MatmulForm(nn.Module):
+    """Fields and parameters shared by the matrix-product forms: nn.Conv's names, shapes and dtypes."""
+
+    features: int
+    kernel: tuple[int, int]
+    padding: Padding  # Flax-style
+    dtype: jnp.dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.lecun_normal()  # nn.Conv's default
+    bias_init: Callable = nn.initializers.zeros
+
+    def params_and_input(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """float32 kernel (kh, kw, in, out) and bias (out,), and the input, all in the compute dtype."""
+        kernel = self.param("kernel", self.kernel_init, (*self.kernel, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        return kernel.astype(self.dtype), bias.astype(self.dtype), x.astype(self.dtype)
+
+
+class EinsumConv(_MatmulForm):
     """nn.Conv's parameters and numbers, computed with matrix products: a dense layer when the
     kernel covers the input, shifted products for stride 1, im2col + one product otherwise.
 
@@ -71,20 +88,12 @@ class EinsumConv(nn.Module):
     gradient (the (k, 1) time-axis convs of the encoder above all).
     """
 
-    features: int
-    kernel: tuple[int, int]
-    strides: tuple[int, int]
-    padding: Padding
-    dtype: jnp.dtype = jnp.float32
-    kernel_init: Callable = nn.initializers.lecun_normal()  # nn.Conv's default
-    bias_init: Callable = nn.initializers.zeros
+    strides: tuple[int, int] = (1, 1)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        (kh, kw), cin = self.kernel, x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32)
-        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        kernel, bias, x = kernel.astype(self.dtype), bias.astype(self.dtype), x.astype(self.dtype)
+        kernel, bias, x = self.params_and_input(x)
+        kh, kw = self.kernel
         padded = tuple(n + sum(p) for n, p in zip(x.shape[1:3], self.padding, strict=True))
         if padded == (kh, kw):  # the kernel covers the input (convblock8): a plain dense layer
             x = jnp.pad(x, ((0, 0), tuple(self.padding[0]), tuple(self.padding[1]), (0, 0)))
@@ -94,7 +103,7 @@ class EinsumConv(nn.Module):
         x = jnp.pad(x, ((0, 0), tuple(self.padding[0]), tuple(self.padding[1]), (0, 0)))
         out = tuple((n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.strides, strict=True))
         taps = _taps(x, self.kernel, self.strides, out)
-        return patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), kernel.reshape(kh * kw * cin, -1)) + bias
+        return patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), kernel.reshape(-1, self.features)) + bias
 
 
 def _shifted_products(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
@@ -138,7 +147,7 @@ def _phase_plan(k: int, pad_lo: int, n_out: int) -> list[_Phase]:
     return plan
 
 
-class EinsumConvTranspose(nn.Module):
+class EinsumConvTranspose(_MatmulForm):
     """nn.ConvTranspose (stride 2, explicit padding) in sub-pixel form: one einsum per output phase.
 
     Output row o = 2 i + a only meets kernel rows t with (a + t - P) even, reading input row
@@ -153,19 +162,10 @@ class EinsumConvTranspose(nn.Module):
     (the extra window row and column is 44% more work there).
     """
 
-    features: int
-    kernel: tuple[int, int]
-    padding: tuple[tuple[int, int], tuple[int, int]]  # Flax-style padding of the dilated input
-    dtype: jnp.dtype = jnp.float32
-    kernel_init: Callable = nn.initializers.lecun_normal()  # nn.ConvTranspose's default
-    bias_init: Callable = nn.initializers.zeros
-
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        (kh, kw), cin = self.kernel, x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32).astype(self.dtype)
-        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        x = x.astype(self.dtype)
+        kernel, bias, x = self.params_and_input(x)
+        kh, kw = self.kernel
         dims = list(zip(x.shape[1:3], self.kernel, self.padding, strict=True))
         size = [2 * (n - 1) + lo + hi - k + 2 for n, k, (lo, hi) in dims]
         one_pixel = x.shape[1:3] == (1, 1)
@@ -264,15 +264,13 @@ def conv(
     in_shape: tuple[int, ...],
     *,
     train: bool,
-    dtype,
     impl: str,
-    kernel_init: Callable,
-    bias_init: Callable,
-    name: str,
+    **layer_args,
 ) -> nn.Module:
     """The Conv2d of a block, in the form measured fastest for its shape on this backend.
 
-    Measured per layer on XLA:CPU (fwd + bwd, batch 16): the matrix-product forms win for the (k, 1)
+    ``layer_args`` (dtype, kernel_init, bias_init, name) go to whichever form is chosen. Measured
+    per layer on XLA:CPU (fwd + bwd, batch 16): the matrix-product forms win for the (k, 1)
     time-axis convs, for convs that cover their input (convblock8: 3.5x) and for 3x3 convs with
     >= 128 input channels in training (convblock5_1: 1.25x, deconv1_2: 1.9x; their forward alone is
     faster as an XLA conv); narrower 3x3 convs lose (deconv5_2: 0.65x).
@@ -280,29 +278,18 @@ def conv(
     time_axis = kernel[1] == 1 and kernel[0] > 1
     covers_input = all(tuple(p) == (0, 0) for p in padding) and tuple(in_shape[1:3]) == tuple(kernel)
     wide = train and in_shape[-1] >= 128
-    inits = dict(kernel_init=kernel_init, bias_init=bias_init, name=name)
     if (time_axis or covers_input or wide or impl == "einsum") and use_einsum_convs(impl):
-        return EinsumConv(features, kernel, strides, padding, dtype, **inits)
-    return nn.Conv(features, kernel, strides, padding=tuple(padding), dtype=dtype, param_dtype=jnp.float32, **inits)
+        return EinsumConv(features, kernel, padding, strides=strides, **layer_args)
+    return nn.Conv(features, kernel, strides, padding=tuple(padding), param_dtype=jnp.float32, **layer_args)
 
 
 def conv_transpose(
-    features: int,
-    kernel: tuple[int, int],
-    strides: tuple[int, int],
-    padding: Padding,
-    *,
-    dtype,
-    impl: str,
-    kernel_init: Callable,
-    bias_init: Callable,
-    name: str,
+    features: int, kernel: tuple[int, int], strides: tuple[int, int], padding: Padding, *, impl: str, **layer_args
 ) -> nn.Module:
     """The ConvTranspose2d of a block: sub-pixel phases on CPU for stride 2, XLA's otherwise.
 
-    ``padding`` is Flax's (of the dilated input), not PyTorch's argument.
+    ``padding`` is Flax's (of the dilated input), not PyTorch's argument; ``layer_args`` as `conv`'s.
     """
-    inits = dict(kernel_init=kernel_init, bias_init=bias_init, name=name)
     if tuple(strides) == (2, 2) and use_einsum_convs(impl):
-        return EinsumConvTranspose(features, kernel, padding, dtype, **inits)
-    return nn.ConvTranspose(features, kernel, strides, padding=padding, dtype=dtype, param_dtype=jnp.float32, **inits)
+        return EinsumConvTranspose(features, kernel, padding, **layer_args)
+    return nn.ConvTranspose(features, kernel, strides, padding=padding, param_dtype=jnp.float32, **layer_args)

@@ -45,17 +45,25 @@ def decoder_layout(output_size: tuple[int, int]) -> tuple[tuple[int, int], tuple
     return start, crop
 
 
-class Encoder(nn.Module):
-    """Seismic (B, T, R, S) -> latent (B, 1, 1, dim5)."""
+class _Stages(nn.Module):
+    """Widths and block settings shared by the encoder and the decoder."""
 
     dims: tuple[int, int, int, int, int] = DEFAULT_DIMS
     dtype: jnp.dtype = jnp.float32
-    conv_impl: str = "auto"
+    conv_impl: str = "auto"  # auto: einsum forms of the slow conv gradients on CPU, XLA convs elsewhere
+
+    @property
+    def block_args(self) -> dict:
+        return dict(dtype=self.dtype, conv_impl=self.conv_impl)
+
+
+class Encoder(_Stages):
+    """Seismic (B, T, R, S) -> latent (B, 1, 1, dim5)."""
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         d1, d2, d3, d4, d5 = self.dims
-        t = dict(dtype=self.dtype, conv_impl=self.conv_impl)
+        t = self.block_args
         tk, tp = (3, 1), ((1, 1), (0, 0))  # time-only kernels of the first stages
         x = ConvBlock(d1, (7, 1), (2, 1), ((3, 3), (0, 0)), **t, name="convblock1")(x, train)  # (B, 500, 70, 32)
         x = ConvBlock(d2, tk, (2, 1), tp, **t, name="convblock2_1")(x, train)  # (B, 250, 70, 64)
@@ -74,18 +82,15 @@ class Encoder(nn.Module):
         return ConvBlock(d5, k, padding=((0, 0), (0, 0)), **t, name="convblock8")(x, train)  # (B, 1, 1, 512)
 
 
-class Decoder(nn.Module):
+class Decoder(_Stages):
     """Latent (B, 1, 1, dim5) -> velocity (B, H, W, 1) in [-1, 1]."""
 
-    dims: tuple[int, int, int, int, int] = DEFAULT_DIMS
     output_size: tuple[int, int] = (70, 70)
-    dtype: jnp.dtype = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         d1, d2, d3, d4, d5 = self.dims
-        t = dict(dtype=self.dtype, conv_impl=self.conv_impl)
+        t = self.block_args
         start, ((top, bottom), (left, right)) = decoder_layout(self.output_size)
         x = DeconvBlock(d5, start, (2, 2), (0, 0), **t, name="deconv1_1")(x, train)  # (B, 5, 5, 512)
         x = ConvBlock(d5, **t, name="deconv1_2")(x, train)  # (B, 5, 5, 512)
@@ -114,5 +119,6 @@ class InversionNet(nn.Module):
     def __call__(self, seismic: jax.Array, train: bool = False) -> jax.Array:
         if seismic.ndim != 4:
             raise ValueError(f"InversionNet expects (B, time, receivers, shots), got shape {seismic.shape}")
-        z = Encoder(self.dims, self.dtype, self.conv_impl, name="encoder")(seismic.astype(self.dtype), train)
-        return Decoder(self.dims, tuple(self.output_size), self.dtype, self.conv_impl, name="decoder")(z, train)
+        stages = dict(dims=self.dims, dtype=self.dtype, conv_impl=self.conv_impl)
+        z = Encoder(**stages, name="encoder")(seismic.astype(self.dtype), train)
+        return Decoder(**stages, output_size=tuple(self.output_size), name="decoder")(z, train)

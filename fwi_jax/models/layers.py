@@ -88,19 +88,12 @@ class ConvBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         fan_in = x.shape[-1] * self.kernel[0] * self.kernel[1]
-        x = cpu_convs.conv(
-            self.features,
-            self.kernel,
-            self.strides,
-            self.padding,
-            x.shape,
-            train=train,
-            dtype=self.dtype,
-            impl=self.conv_impl,
-            kernel_init=torch_conv_kernel_init,
-            bias_init=torch_bias_init(fan_in),
-            name=CONV_NAME,
-        )(x)
+        init = dict(kernel_init=torch_conv_kernel_init, bias_init=torch_bias_init(fan_in))
+        conv = cpu_convs.conv(
+            self.features, self.kernel, self.strides, self.padding, x.shape, train=train, impl=self.conv_impl,
+            dtype=self.dtype, name=CONV_NAME, **init,
+        )  # fmt: skip
+        x = conv(x)
         x = TorchBatchNorm(dtype=self.dtype, name=BATCHNORM_NAME)(x, train)
         return activate(x, self.activation)
 
@@ -123,17 +116,12 @@ class DeconvBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         fan_in = self.features * self.kernel[0] * self.kernel[1]
         flax_padding = tuple((k - 1 - p, k - 1 - p) for k, p in zip(self.kernel, self.padding, strict=True))
-        x = cpu_convs.conv_transpose(
-            self.features,
-            self.kernel,
-            self.strides,
-            flax_padding,
-            dtype=self.dtype,
-            impl=self.conv_impl,
-            kernel_init=torch_deconv_kernel_init,
-            bias_init=torch_bias_init(fan_in),
-            name=DECONV_NAME,
-        )(x)
+        init = dict(kernel_init=torch_deconv_kernel_init, bias_init=torch_bias_init(fan_in))
+        deconv = cpu_convs.conv_transpose(
+            self.features, self.kernel, self.strides, flax_padding, impl=self.conv_impl,
+            dtype=self.dtype, name=DECONV_NAME, **init,
+        )  # fmt: skip
+        x = deconv(x)
         x = TorchBatchNorm(dtype=self.dtype, name=BATCHNORM_NAME)(x, train)
         return activate(x, "leaky_relu")
 

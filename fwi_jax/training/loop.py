@@ -77,9 +77,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     interrupted the run (None when it finished)."""
     workdir = Path(workdir).expanduser().absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    if config.compilation_cache:  # later runs skip XLA compilation (tens of seconds on CPU)
-        jax.config.update("jax_compilation_cache_dir", str(Path(config.compilation_cache).expanduser()))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    _use_compilation_cache(config.compilation_cache)
     mesh = parallel.make_mesh()
     validate_config(config, mesh)
     train_src, val_src, spec = open_sources(config)
@@ -100,27 +98,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     with contextlib.ExitStack() as cleanup:  # close files and the manager on errors too
         cleanup.callback(ckpt.close)
-        log = RunLog(
-            workdir,
-            tensorboard=config.tensorboard,
-            progress=config.progress,
-            batch_size=config.batch_size,
-            steps_per_epoch=plan.steps_per_epoch,
-            total_steps=plan.total_steps,
-            start=start,
-        )
+        log = RunLog.of(workdir, config, plan.steps_per_epoch, plan.total_steps, start)
         cleanup.callback(log.close)
-        batches = pipeline.train_batches(
-            train_src,
-            config.batch_size,
-            config.seed,
-            start,
-            plan.total_steps,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            num_threads=config.data.num_threads,
-            num_workers=config.data.num_workers,
-        )
+        batches = _train_batches(train_src, config, start, plan.total_steps)
         cleanup.callback(batches.close)
         stop = cleanup.enter_context(StopFlag())
         best_loss, step = math.inf, start
@@ -160,6 +140,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         "steps_per_epoch": plan.steps_per_epoch,
         "total_steps": plan.total_steps,
     }
+
+
+def _use_compilation_cache(directory: str) -> None:
+    """Later runs skip XLA compilation (tens of seconds on CPU)."""
+    if directory:
+        jax.config.update("jax_compilation_cache_dir", str(Path(directory).expanduser()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _train_batches(source, config: ml_collections.ConfigDict, start: int, total_steps: int):
+    """This process's share of the global batches of steps start + 1 .. total_steps."""
+    return pipeline.train_batches(
+        source,
+        config.batch_size,
+        config.seed,
+        start,
+        total_steps,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        num_threads=config.data.num_threads,
+        num_workers=config.data.num_workers,
+    )
 
 
 def _plot_predictions(path: Path, state: TrainState, steps: Steps, source, batch_size: int, count: int) -> None:

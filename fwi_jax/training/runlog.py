@@ -114,6 +114,18 @@ class RunLog:
 
             self._bar = tqdm(total=total_steps, initial=start, unit="step", desc="train", dynamic_ncols=True)
 
+    @classmethod
+    def of(cls, workdir: Path, config, steps_per_epoch: int, total_steps: int, start: int) -> RunLog:
+        return cls(
+            workdir,
+            tensorboard=config.tensorboard,
+            progress=config.progress,
+            batch_size=config.batch_size,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            start=start,
+        )
+
     def train(self, step: int, metrics: dict, *, flush: bool, last_checkpoint: int | None) -> None:
         """Record step `step`'s metrics; on `flush`, check, average, write and show the window."""
         self._pending.append(metrics)

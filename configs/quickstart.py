@@ -1,4 +1,4 @@
-"""Quickstart: narrow InversionNet on a generated FlatVel-A-like dataset (the CLI's default).
+"""Quickstart: the `small` InversionNet (widths 8..128) on a generated FlatVel-A-like dataset (the CLI's default).
 
     python -m fwi_jax.train --config configs/quickstart.py --workdir runs/quickstart
 

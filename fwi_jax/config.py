@@ -12,7 +12,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(
         dict(
             name="inversionnet",
-            dims="openfwi",  # preset name (openfwi / narrow / tiny) or 5 ints dim1..dim5
+            dims="openfwi",  # preset name (openfwi / narrow / small / tiny) or 5 ints dim1..dim5
             compute_dtype="float32",  # float32 | bfloat16 (params, BatchNorm and loss stay float32)
             conv_impl="auto",  # auto (einsum forms on CPU) | xla | einsum; same parameters either way
         )
@@ -85,7 +85,7 @@ def dataset_config(dataset: str) -> ml_collections.ConfigDict:
 
 
 def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """A narrow InversionNet on a generated FlatVel-A-like set: minutes on a laptop CPU.
+    """The `small` InversionNet (widths 8..128) on a generated FlatVel-A-like set: minutes on a laptop CPU.
 
     ``arg="smoke"`` shrinks everything for tests (seconds).
     """

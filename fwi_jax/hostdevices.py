@@ -24,8 +24,6 @@ HUGEPAGES_ENV = "FWI_JAX_HUGEPAGES"
 _TUNABLE = "glibc.malloc.hugetlb"
 # Installed accelerator plugins: JAX would not run on the CPU, where the huge pages help.
 _ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "libtpu")
-# Debuggers and profilers: a re-executed process would escape them.
-_TOOL_MODULES = ("pdb", "pydevd", "debugpy", "cProfile", "profile", "pyinstrument", "line_profiler", "coverage")
 
 
 def _transparent_hugepages_available() -> bool:
@@ -45,13 +43,12 @@ def _runs_on_cpu() -> bool:
 
 
 def _under_a_tool() -> bool:
+    """A debugger, profiler or coverage tool is attached (a re-executed process would escape it).
+
+    Judged by the hooks they install, not by imported modules (absl imports pdb, for one).
+    """
     monitored = hasattr(sys, "monitoring") and any(sys.monitoring.get_tool(i) for i in range(6))
-    return (
-        sys.gettrace() is not None
-        or sys.getprofile() is not None
-        or monitored
-        or (any(name in sys.modules for name in _TOOL_MODULES))
-    )
+    return sys.gettrace() is not None or sys.getprofile() is not None or monitored
 
 
 def use_transparent_hugepages() -> None:

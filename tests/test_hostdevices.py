@@ -12,6 +12,7 @@ from fwi_jax import hostdevices
 
 SCRIPT = """
 import os, sys
+from absl import app  # imports pdb, as the trainer does: not a debugger
 from fwi_jax.hostdevices import use_transparent_hugepages
 if os.environ.get("PROBE_TRACE"):  # as a debugger would
     sys.settrace(lambda *a: None)

@@ -59,6 +59,19 @@ def default_config() -> ml_collections.ConfigDict:
             l2=1.0,  # OpenFWI -g2v
         )
     )
+    c.gan = ml_collections.ConfigDict(  # loss.objective=velocitygan (configs/velocitygan.py)
+        dict(
+            critic_dims=(32, 64, 128, 256),
+            n_critic=5,  # generator updated every n_critic-th step
+            gp_weight=10.0,  # WGAN-GP gradient-penalty weight
+            adversarial=1.0,  # weight of -mean(D(G(x))) in the generator loss
+            lr=1e-4,  # the critic's AdamW
+            b1=0.0,
+            b2=0.9,
+            eps=1e-8,
+            weight_decay=1e-4,
+        )
+    )
     c.batch_size = 256  # global (OpenFWI -b)
     c.eval_batch_size = 0  # 0: batch_size
     c.num_epochs = 120  # OpenFWI -eb 40 x -nb 3
@@ -116,4 +129,30 @@ def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.optim.milestones = ()
     elif arg:
         raise ValueError(f"unknown quickstart variant {arg!r}; use 'smoke' or nothing")
+    return c
+
+
+def velocitygan_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """VelocityGAN (InversionNet generator + critic, WGAN-GP), the reference's recipe on real data.
+
+    ``arg``: None (the reference: batch 64, 500 epochs, generator loss 100 L1 + 100 L2 + 1 adversarial,
+    AdamW betas (0, 0.9) lr 1e-4 wd 1e-4 for both networks), "quickstart" (the quickstart's data and
+    model) or "smoke" (seconds, for tests).
+    """
+    if arg in ("quickstart", "smoke"):
+        c = quickstart_config(None if arg == "quickstart" else "smoke")
+    elif arg:
+        raise ValueError(f"unknown velocitygan variant {arg!r}; use 'quickstart', 'smoke' or nothing")
+    else:
+        c = default_config()
+        c.batch_size = 64
+        c.num_epochs = 500
+    c.loss.objective = "velocitygan"
+    c.loss.l1, c.loss.l2 = 100.0, 100.0
+    c.optim.b1, c.optim.b2 = 0.0, 0.9
+    if arg != "smoke":
+        c.optim.milestones = ()  # the generator steps every n_critic-th step: no epoch milestones
+    if arg == "smoke":
+        c.gan.critic_dims = (4, 8, 8, 16)
+        c.gan.n_critic = 2
     return c

@@ -163,7 +163,7 @@ class CountingL2(objectives.Objective):
 
     def update_extra(self, extra, params, batch_stats, batch, rng):
         n = extra["updates"] + 1
-        return {"updates": n}, {"updates": n.astype(jnp.float32)}
+        return {"updates": n}, batch_stats, {"updates": n.astype(jnp.float32)}
 
     def loss(self, params, batch_stats, extra, batch, rng):
         pred, batch_stats = self.predict_train(params, batch_stats, batch["seismic"])

@@ -12,8 +12,12 @@ from fwi_jax.models.layers import ConvBlock, DeconvBlock
 
 def layer_table(name, dims, input_shape, output_size, batch: int = 1) -> tuple[list[tuple[str, tuple, int]], int]:
     """([(block path, output shape, trainable params)], total trainable params); nothing is computed."""
-    model = build_model(name, dims, output_size)
-    x = jax.ShapeDtypeStruct((batch,) + tuple(input_shape), jnp.float32)
+    return module_table(build_model(name, dims, output_size), (batch,) + tuple(input_shape))
+
+
+def module_table(model, input_shape: tuple[int, ...]) -> tuple[list[tuple[str, tuple, int]], int]:
+    """`layer_table` of any module made of ConvBlock / DeconvBlock, for an input of ``input_shape``."""
+    x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
 
     def run(v, x):

@@ -14,6 +14,7 @@ Modules: `keymap` (reference names <-> fwi_jax paths and layouts), `pth` (.pth f
 from fwi_jax.torch_port.checkpoints import export_state_dict, import_state_dict
 from fwi_jax.torch_port.cli import main
 from fwi_jax.torch_port.keymap import (
+    critic_key_map,
     flax_to_torch,
     get_path,
     key_map,
@@ -24,6 +25,7 @@ from fwi_jax.torch_port.keymap import (
 from fwi_jax.torch_port.pth import load_pth, save_pth
 
 __all__ = [
+    "critic_key_map",
     "export_state_dict",
     "flax_to_torch",
     "get_path",

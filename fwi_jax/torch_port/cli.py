@@ -18,14 +18,17 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("--dataset", required=True, help="OpenFWI dataset the weights were trained on (normalization)")
     imp.add_argument("--workdir", required=True)
     imp.add_argument("--dims", default="openfwi", help="width preset of the weights (default: the reference's)")
+    imp.add_argument("--critic", default=None, help="a VelocityGAN critic's .pth: import generator + critic")
     exp = sub.add_parser("export", help="fwi_jax checkpoint -> .pth the reference loads")
     exp.add_argument("--workdir", required=True)
     exp.add_argument("--out", required=True)
     exp.add_argument("--checkpoint", default="best")
+    exp.add_argument("--critic-out", default=None, help="also write a VelocityGAN workdir's critic here")
     a = p.parse_args(argv)
     try:
         if a.cmd == "import":
-            out = import_state_dict(load_pth(a.pth), a.dataset, a.workdir, a.dims)
+            critic = load_pth(a.critic) if a.critic else None
+            out = import_state_dict(load_pth(a.pth), a.dataset, a.workdir, a.dims, critic_state_dict=critic)
             print(
                 f"imported {a.pth} into {out}; evaluate with python -m fwi_jax.evaluate --workdir {out} "
                 f"--data-root DATASET_DIR, or predict with python -m fwi_jax.predict --workdir {out} ..."
@@ -34,5 +37,9 @@ def main(argv: list[str] | None = None) -> None:
             sd = export_state_dict(a.workdir, a.checkpoint)
             save_pth(sd, a.out)
             print(f"wrote {a.out} ({len(sd)} tensors): model.load_state_dict(torch.load(path)) in the reference")
+            if a.critic_out:
+                sd = export_state_dict(a.workdir, a.checkpoint, critic=True)
+                save_pth(sd, a.critic_out)
+                print(f"wrote {a.critic_out} ({len(sd)} tensors of the critic)")
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         p.exit(2, f"error: {e}\n")

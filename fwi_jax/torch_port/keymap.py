@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from fwi_jax.models.layers import BATCHNORM_NAME, CONV_NAME, DECONV_NAME
+from fwi_jax.models.velocitygan import CRITIC_BLOCKS
 
 ENCODER = (
     "convblock1",
@@ -39,22 +40,35 @@ DECODER = tuple(f"deconv{i}_{j}" for i in range(1, 6) for j in (1, 2)) + ("decon
 TRANSPOSED = {f"deconv{i}_1" for i in range(1, 6)}
 
 
-def key_map() -> list[tuple[str, tuple[str, ...], str]]:
-    """(reference key, fwi_jax (collection, *path), kind) for every converted tensor."""
-    rows = []
-    for part, blocks in (("encoder", ENCODER), ("decoder", DECODER)):
-        for b in blocks:
-            conv = DECONV_NAME if b in TRANSPOSED else CONV_NAME
-            kind = "deconv" if b in TRANSPOSED else "conv"
-            rows += [
-                (f"{b}.layers.0.weight", ("params", part, b, conv, "kernel"), kind),
-                (f"{b}.layers.0.bias", ("params", part, b, conv, "bias"), "copy"),
-                (f"{b}.layers.1.weight", ("params", part, b, BATCHNORM_NAME, "scale"), "copy"),
-                (f"{b}.layers.1.bias", ("params", part, b, BATCHNORM_NAME, "bias"), "copy"),
-                (f"{b}.layers.1.running_mean", ("batch_stats", part, b, BATCHNORM_NAME, "mean"), "copy"),
-                (f"{b}.layers.1.running_var", ("batch_stats", part, b, BATCHNORM_NAME, "var"), "copy"),
-            ]
-    return rows
+Row = tuple[str, tuple[str, ...], str]
+
+
+def _block_rows(block: str, path: tuple[str, ...], transposed: bool) -> list[Row]:
+    """The six tensors of one Conv/ConvTranspose -> BatchNorm block under fwi_jax path ``path``."""
+    conv, kind = (DECONV_NAME, "deconv") if transposed else (CONV_NAME, "conv")
+    return [
+        (f"{block}.layers.0.weight", ("params", *path, conv, "kernel"), kind),
+        (f"{block}.layers.0.bias", ("params", *path, conv, "bias"), "copy"),
+        (f"{block}.layers.1.weight", ("params", *path, BATCHNORM_NAME, "scale"), "copy"),
+        (f"{block}.layers.1.bias", ("params", *path, BATCHNORM_NAME, "bias"), "copy"),
+        (f"{block}.layers.1.running_mean", ("batch_stats", *path, BATCHNORM_NAME, "mean"), "copy"),
+        (f"{block}.layers.1.running_var", ("batch_stats", *path, BATCHNORM_NAME, "var"), "copy"),
+    ]
+
+
+def key_map() -> list[Row]:
+    """(reference key, fwi_jax (collection, *path), kind) for every tensor of InversionNet."""
+    return [
+        row
+        for part, blocks in (("encoder", ENCODER), ("decoder", DECODER))
+        for b in blocks
+        for row in _block_rows(b, (part, b), b in TRANSPOSED)
+    ]
+
+
+def critic_key_map() -> list[Row]:
+    """The same for VelocityGAN's critic (its blocks sit at the top of the critic's variables)."""
+    return [row for b in CRITIC_BLOCKS for row in _block_rows(b, (b,), False)]
 
 
 def torch_to_flax(array: np.ndarray, kind: str) -> np.ndarray:
@@ -93,15 +107,15 @@ def set_path(tree: dict, path: tuple[str, ...], value) -> None:
     tree[path[-1]] = value
 
 
-def state_dict_to_variables(state_dict: dict[str, np.ndarray], expected: dict) -> dict:
+def state_dict_to_variables(state_dict: dict[str, np.ndarray], expected: dict, rows: list[Row] | None = None) -> dict:
     """Convert to {"params", "batch_stats"} shaped like ``expected`` (shapes from eval_shape).
 
     Every problem (missing key, unexpected key, wrong shape, non-finite values) is collected and
-    raised at once.
+    raised at once. ``rows``: the key map (default InversionNet's).
     """
     sd = unwrap(state_dict)
     problems, out, used = [], {}, set()
-    for key, path, kind in key_map():
+    for key, path, kind in rows or key_map():
         try:
             want = get_path(expected, path)
         except KeyError:
@@ -121,15 +135,15 @@ def state_dict_to_variables(state_dict: dict[str, np.ndarray], expected: dict) -
             continue
         set_path(out, path, value)
     extra = sorted(k for k in sd if k not in used and not k.endswith("num_batches_tracked"))
-    problems += [f"unexpected key {k} (not part of InversionNet's layer table)" for k in extra]
+    problems += [f"unexpected key {k} (not part of the model's layer table)" for k in extra]
     if problems:
         raise ValueError(f"{len(problems)} problem(s) converting the state_dict:\n  " + "\n  ".join(problems))
     return out
 
 
-def variables_to_state_dict(variables: dict, step: int = 0) -> dict[str, np.ndarray]:
+def variables_to_state_dict(variables: dict, step: int = 0, rows: list[Row] | None = None) -> dict[str, np.ndarray]:
     sd = {}
-    for key, path, kind in key_map():
+    for key, path, kind in rows or key_map():
         sd[key] = flax_to_torch(np.asarray(get_path(variables, path), np.float32), kind)
         if key.endswith("running_var"):
             sd[key.replace("running_var", "num_batches_tracked")] = np.asarray(step, np.int64)

@@ -3,6 +3,7 @@ Conv/ConvTranspose -> BatchNorm2d -> LeakyReLU(0.2), Tanh head), independently o
 the reference code: the PyTorch side of the parity tests and the benchmarks.
 
     python torch_inversionnet.py parity OUT --dims 32 64 128 256 512 --train-dims 8 16 32 64 128
+    python torch_inversionnet.py critic OUT --batch 4
     python torch_inversionnet.py equal A.pth B.pth
 """
 
@@ -79,6 +80,48 @@ class InversionNet(nn.Module):
         return x
 
 
+class Critic(nn.Module):
+    """VelocityGAN's critic from the layer table: (B, 1, 70, 70) -> (B, 1)."""
+
+    def __init__(self, d1=32, d2=64, d3=128, d4=256):
+        super().__init__()
+        self.convblock1_1 = ConvBlock(1, d1, stride=2)
+        self.convblock1_2 = ConvBlock(d1, d1)
+        self.convblock2_1 = ConvBlock(d1, d2, stride=2)
+        self.convblock2_2 = ConvBlock(d2, d2)
+        self.convblock3_1 = ConvBlock(d2, d3, stride=2)
+        self.convblock3_2 = ConvBlock(d3, d3)
+        self.convblock4_1 = ConvBlock(d3, d4, stride=2)
+        self.convblock4_2 = ConvBlock(d4, d4)
+        self.convblock5 = ConvBlock(d4, 1, kernel=5, padding=0)
+
+    def forward(self, x):
+        for block in self.children():
+            x = block(x)
+        return x.view(x.shape[0], -1)
+
+
+def critic(out: Path, batch: int, seed: int) -> None:
+    """A critic with non-trivial BatchNorm statistics, its weights and its train / eval scores."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = Critic()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.8, 1.2)
+    torch.save(model.state_dict(), out / "critic.pth")
+    x = torch.rand(batch, 1, 70, 70) * 2 - 1
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(x).numpy()
+    model.train()
+    train_out = model(x).detach().numpy()
+    np.savez(out / "critic_io.npz", x=x.numpy(), eval_out=eval_out, train_out=train_out)
+
+
 def loss_fn(pred, target):
     return nn.functional.l1_loss(pred, target) + nn.functional.mse_loss(pred, target)
 
@@ -143,6 +186,10 @@ def main() -> None:
     par.add_argument("--batch", type=int, default=2)
     par.add_argument("--seed", type=int, default=0)
     par.add_argument("--lr", type=float, default=1e-3)
+    cr = sub.add_parser("critic")
+    cr.add_argument("out", type=Path)
+    cr.add_argument("--batch", type=int, default=4)
+    cr.add_argument("--seed", type=int, default=0)
     eq = sub.add_parser("equal")
     eq.add_argument("a", type=Path)
     eq.add_argument("b", type=Path)
@@ -150,6 +197,8 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if a.cmd == "parity":
         parity(a.out, a.dims, a.train_dims, a.batch, a.seed, a.lr)
+    elif a.cmd == "critic":
+        critic(a.out, a.batch, a.seed)
     else:
         print(json.dumps(equal(a.a, a.b)))
     sys.stdout.flush()

@@ -8,8 +8,11 @@ a class here or in its own module, registered by name, plus a config value:
   differentiated with respect to ``params`` (the network's parameters);
 * ``init_extra(rng)`` makes the objective's own state (e.g. a critic's parameters and optimizer
   state), carried in ``TrainState.extra`` and saved in every checkpoint;
-* ``update_extra(extra, params, batch_stats, batch, rng) -> (extra, metrics)`` advances that state
-  once per step, before the network's update (e.g. one critic step);
+* ``update_extra(extra, params, batch_stats, batch, rng) -> (extra, batch_stats, metrics)``
+  advances that state once per step, before the network's update (e.g. one critic step; a
+  train-mode forward of the network there also moves its BatchNorm statistics, as in PyTorch);
+* ``update_every``: the network is updated on every n-th step only (a GAN's generator); on the
+  others the step logs ``update_extra``'s metrics, which must then include ``loss``;
 * ``validation_loss(metrics)`` turns the validation metrics into the number the best checkpoint
   is chosen by.
 """
@@ -36,15 +39,19 @@ class Objective:
 
     model: nn.Module
 
+    @property
+    def update_every(self) -> int:
+        return 1
+
     def init_extra(self, rng: jax.Array) -> Any:
         del rng
         return {}
 
     def update_extra(
         self, extra: Any, params: Any, batch_stats: Any, batch: dict, rng: jax.Array
-    ) -> tuple[Any, Metrics]:
-        del params, batch_stats, batch, rng
-        return extra, {}
+    ) -> tuple[Any, Any, Metrics]:
+        del params, batch, rng
+        return extra, batch_stats, {}
 
     def loss(self, params: Any, batch_stats: Any, extra: Any, batch: dict, rng: jax.Array):
         raise NotImplementedError
@@ -82,8 +89,14 @@ def _supervised(config: ml_collections.ConfigDict, model: nn.Module, spec: Datas
     return Supervised(model, l1=float(config.loss.l1), l2=float(config.loss.l2))
 
 
+def _velocitygan(config: ml_collections.ConfigDict, model: nn.Module, spec: DatasetSpec) -> Objective:
+    from fwi_jax.training.adversarial import VelocityGAN
+
+    return VelocityGAN.from_config(config, model, spec)
+
+
 ObjectiveFactory = Callable[[ml_collections.ConfigDict, nn.Module, DatasetSpec], Objective]
-OBJECTIVES: dict[str, ObjectiveFactory] = {"supervised": _supervised}
+OBJECTIVES: dict[str, ObjectiveFactory] = {"supervised": _supervised, "velocitygan": _velocitygan}
 
 
 def register(name: str, factory: ObjectiveFactory) -> None:

@@ -86,33 +86,38 @@ def init_state(model: nn.Module, tx, objective: Objective, seed: int, spec: Data
     )
 
 
-def loss_and_grads(state: TrainState, batch: dict, *, objective: Objective, extra: Any = None):
+def loss_and_grads(state: TrainState, batch: dict, *, objective: Objective):
     """((loss, (metrics, new batch_stats)), grads w.r.t. params) of one global batch."""
     rng = jax.random.fold_in(state.rng, state.step)
-    extra = state.extra if extra is None else extra
-    return jax.value_and_grad(objective.loss, has_aux=True)(state.params, state.batch_stats, extra, batch, rng)
+    return jax.value_and_grad(objective.loss, has_aux=True)(state.params, state.batch_stats, state.extra, batch, rng)
+
+
+def _network_update(state: TrainState, batch: dict, tx, objective: Objective) -> tuple[TrainState, dict]:
+    (loss, (parts, batch_stats)), grads = loss_and_grads(state, batch, objective=objective)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, {"loss": loss, **parts, "grad_norm": optax.tree.norm(grads)}
 
 
 def train_step(state: TrainState, batch: dict, *, tx, objective: Objective, schedule) -> tuple[TrainState, dict]:
-    """One optimizer step on a global batch; BatchNorm statistics span the whole batch."""
-    rng = jax.random.fold_in(state.rng, state.step)
-    extra, extra_metrics = objective.update_extra(state.extra, state.params, state.batch_stats, batch, rng)
-    (loss, (parts, batch_stats)), grads = loss_and_grads(state, batch, objective=objective, extra=extra)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, updates),
-        batch_stats=batch_stats,
-        opt_state=opt_state,
-        extra=extra,
-    )
-    return new_state, {
-        "loss": loss,
-        **parts,
-        **extra_metrics,
-        "lr": schedule(state.step),
-        "grad_norm": optax.tree.norm(grads),
-    }
+    """One step on a global batch: the objective's own update, then the network's (on every
+    `objective.update_every`-th step). BatchNorm statistics span the whole batch."""
+    rng, lr = jax.random.fold_in(state.rng, state.step), schedule(state.step)
+    extra, batch_stats, extra_metrics = objective.update_extra(state.extra, state.params, state.batch_stats, batch, rng)
+    state = state.replace(extra=extra, batch_stats=batch_stats)
+    if objective.update_every == 1:
+        state, metrics = _network_update(state, batch, tx, objective)
+    else:  # e.g. a GAN's generator every n-th step; the other steps log the objective's own metrics
+
+        def update(s):
+            s, m = _network_update(s, batch, tx, objective)
+            return s, m["grad_norm"]
+
+        due = (state.step + 1) % objective.update_every == 0
+        state, grad_norm = jax.lax.cond(due, update, lambda s: (s, jnp.zeros((), jnp.float32)), state)
+        metrics = {"grad_norm": grad_norm, "network_updated": due.astype(jnp.float32)}
+    return state.replace(step=state.step + 1), {**metrics, **extra_metrics, "lr": lr}
 
 
 def predict_step(state: TrainState, seismic: jax.Array, *, model: nn.Module) -> jax.Array:

@@ -59,19 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
             l2=1.0,  # OpenFWI -g2v
         )
     )
-    c.gan = ml_collections.ConfigDict(  # loss.objective=velocitygan (configs/velocitygan.py)
-        dict(
-            critic_dims=(32, 64, 128, 256),
-            n_critic=5,  # generator updated every n_critic-th step
-            gp_weight=10.0,  # WGAN-GP gradient-penalty weight
-            adversarial=1.0,  # weight of -mean(D(G(x))) in the generator loss
-            lr=1e-4,  # the critic's AdamW
-            b1=0.0,
-            b2=0.9,
-            eps=1e-8,
-            weight_decay=1e-4,
-        )
-    )
+    c.gan = _gan_defaults()  # loss.objective=velocitygan (configs/velocitygan.py)
     c.batch_size = 256  # global (OpenFWI -b)
     c.eval_batch_size = 0  # 0: batch_size
     c.num_epochs = 120  # OpenFWI -eb 40 x -nb 3
@@ -86,6 +74,23 @@ def default_config() -> ml_collections.ConfigDict:
     c.num_plot_samples = 4
     c.compilation_cache = "~/.cache/fwi_jax/xla"  # persistent XLA cache; "" disables
     return c
+
+
+def _gan_defaults() -> ml_collections.ConfigDict:
+    """VelocityGAN's settings (OpenFWI section 9): critic widths, schedule, penalty, the critic's AdamW."""
+    return ml_collections.ConfigDict(
+        dict(
+            critic_dims=(32, 64, 128, 256),
+            n_critic=5,  # generator updated every n_critic-th step
+            gp_weight=10.0,  # WGAN-GP gradient-penalty weight
+            adversarial=1.0,  # weight of -mean(D(G(x))) in the generator loss
+            lr=1e-4,  # the critic's AdamW
+            b1=0.0,
+            b2=0.9,
+            eps=1e-8,
+            weight_decay=1e-4,
+        )
+    )
 
 
 def dataset_config(dataset: str) -> ml_collections.ConfigDict:

@@ -10,6 +10,7 @@ from test_train import assert_trees_equal, fixed_batch, params_of
 from fwi_jax import evaluate, parallel, torch_port, torchenv
 from fwi_jax.config import velocitygan_config
 from fwi_jax.data.datasets import get_dataset
+from fwi_jax.models import build_model
 from fwi_jax.models.__main__ import main as models_main
 from fwi_jax.models.velocitygan import Critic
 from fwi_jax.training.adversarial import gradient_penalty
@@ -71,6 +72,20 @@ def test_critic_matches_a_pytorch_critic_on_ported_weights(tmp_path):
     np.testing.assert_allclose(critic.apply(variables, x, train=False), io["eval_out"], rtol=1e-4, atol=1e-5)
     train_out, _ = critic.apply(variables, x, train=True, mutable=["batch_stats"])
     np.testing.assert_allclose(train_out, io["train_out"], rtol=1e-4, atol=1e-4)
+
+    # The reference's generator + critic into a VelocityGAN workdir, and the critic back out unchanged.
+    generator = build_model("inversionnet", "tiny", (70, 70))
+    g_vars = jax.eval_shape(
+        lambda x: generator.init(jax.random.key(0), x), jax.ShapeDtypeStruct((1, 1000, 70, 5), jnp.float32)
+    )
+    g_sd = torch_port.variables_to_state_dict(jax.tree.map(lambda a: np.full(a.shape, 0.5, a.dtype), g_vars))
+    critic_sd = torch_port.load_pth(tmp_path / "critic.pth")
+    torch_port.import_state_dict(g_sd, "flatvel-a", tmp_path / "w", dims="tiny", critic_state_dict=critic_sd)
+    back = torch_port.export_state_dict(tmp_path / "w", critic=True)
+    assert sorted(back) == sorted(critic_sd)
+    for key, value in critic_sd.items():
+        if not key.endswith("num_batches_tracked"):  # written as the checkpoint's step
+            np.testing.assert_array_equal(back[key], value, err_msg=key)
 
 
 def test_steps_on_1_and_8_devices_agree_and_training_lowers_the_generator_l1(cache_dir):

@@ -29,16 +29,10 @@ class Critic(nn.Module):
     def __call__(self, velocity: jax.Array, train: bool = False) -> jax.Array:
         if velocity.ndim != 4 or velocity.shape[-1] != 1:
             raise ValueError(f"the critic expects velocity maps (B, H, W, 1), got shape {velocity.shape}")
-        d1, d2, d3, d4 = self.dims
         t = dict(dtype=self.dtype, conv_impl=self.conv_impl)
         x = velocity.astype(self.dtype)
-        x = ConvBlock(d1, strides=(2, 2), **t, name="convblock1_1")(x, train)  # (B, 35, 35, 32)
-        x = ConvBlock(d1, **t, name="convblock1_2")(x, train)  # (B, 35, 35, 32)
-        x = ConvBlock(d2, strides=(2, 2), **t, name="convblock2_1")(x, train)  # (B, 18, 18, 64)
-        x = ConvBlock(d2, **t, name="convblock2_2")(x, train)  # (B, 18, 18, 64)
-        x = ConvBlock(d3, strides=(2, 2), **t, name="convblock3_1")(x, train)  # (B, 9, 9, 128)
-        x = ConvBlock(d3, **t, name="convblock3_2")(x, train)  # (B, 9, 9, 128)
-        x = ConvBlock(d4, strides=(2, 2), **t, name="convblock4_1")(x, train)  # (B, 5, 5, 256)
-        x = ConvBlock(d4, **t, name="convblock4_2")(x, train)  # (B, 5, 5, 256)
+        for i, width in enumerate(self.dims, start=1):  # (B, 35, 35, 32) (B, 18, 18, 64) (B, 9, 9, 128) (B, 5, 5, 256)
+            x = ConvBlock(width, strides=(2, 2), **t, name=f"convblock{i}_1")(x, train)  # halves H and W
+            x = ConvBlock(width, **t, name=f"convblock{i}_2")(x, train)
         x = ConvBlock(1, (5, 5), padding=((0, 0), (0, 0)), **t, name="convblock5")(x, train)  # (B, 1, 1, 1)
         return x.reshape(x.shape[0], -1).astype(jnp.float32)  # (B, 1)

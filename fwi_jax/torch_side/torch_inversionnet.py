@@ -85,14 +85,11 @@ class Critic(nn.Module):
 
     def __init__(self, d1=32, d2=64, d3=128, d4=256):
         super().__init__()
-        self.convblock1_1 = ConvBlock(1, d1, stride=2)
-        self.convblock1_2 = ConvBlock(d1, d1)
-        self.convblock2_1 = ConvBlock(d1, d2, stride=2)
-        self.convblock2_2 = ConvBlock(d2, d2)
-        self.convblock3_1 = ConvBlock(d2, d3, stride=2)
-        self.convblock3_2 = ConvBlock(d3, d3)
-        self.convblock4_1 = ConvBlock(d3, d4, stride=2)
-        self.convblock4_2 = ConvBlock(d4, d4)
+        cin = 1
+        for i, width in enumerate((d1, d2, d3, d4), start=1):
+            setattr(self, f"convblock{i}_1", ConvBlock(cin, width, stride=2))
+            setattr(self, f"convblock{i}_2", ConvBlock(width, width))
+            cin = width
         self.convblock5 = ConvBlock(d4, 1, kernel=5, padding=0)
 
     def forward(self, x):

@@ -83,13 +83,19 @@ def evaluate(
         "dataset": trained.spec.name,
         "data_source": config.data.source,
         "metrics": summary,
-        "published": published(trained.spec.name),
+        "model": model_name(config),
+        "published": published(trained.spec.name, model_name(config)),
         "pictures": [p.name for p in pictures],
         "spaces": "mae/mse/rmse_norm: normalized [-1, 1] maps; *_ms: m/s; ssim: maps rescaled to [0, 1]",
     }
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
     report["out"] = str(out)
     return report
+
+
+def model_name(config) -> str:
+    """The reference's name of the model a config trains ("velocitygan" for the adversarial objective)."""
+    return "velocitygan" if config.loss.get("objective") == "velocitygan" else config.model.name
 
 
 def _write_csv(path: Path, per: dict[str, np.ndarray], unit: float, source) -> None:
@@ -135,7 +141,7 @@ def _pictures(out: Path, trained: inference.Trained, source, per: dict[str, np.n
 def format_report(r: dict) -> str:
     m = r["metrics"]
     lines = [
-        f"{r['workdir']}: {r['checkpoint']} checkpoint (step {r['step']}) on {r['split']}: "
+        f"{r['workdir']}: {r['model']}, {r['checkpoint']} checkpoint (step {r['step']}) on {r['split']}: "
         f"{m['samples']} samples of {r['dataset']} ({r['data_source']} data)",
         "| metric | normalized [-1, 1] | m/s |",
         "|---|---|---|",
@@ -150,7 +156,7 @@ def format_report(r: dict) -> str:
             vals = ", ".join(f"{k} {row[k]:.4f}" for k in ("mae_norm", "rmse_norm", "ssim") if k in row)
             lines.append(f"published, {row['source']}: {vals}{comparable}")
         else:
-            lines.append(f"published, {row['source']}: not filled in (fwi_jax/results.py; see its docstring)")
+            lines.append(f"published, {row['source']}: none for this dataset (fwi_jax/results.py)")
     lines.append(f"wrote {r['out']}/ (metrics.json, per_sample.csv, {', '.join(r['pictures'])})")
     return "\n".join(lines)
 

@@ -13,7 +13,13 @@ def test_evaluate_matches_training_validation_and_writes_reports(trained_run, ca
     workdir, summary = trained_run
     evaluate.main(["--workdir", str(workdir), "--checkpoint", "latest"])
     out = capsys.readouterr().out
-    assert "| MAE |" in out and "| SSIM (maps rescaled to [0, 1]) |" in out and "not filled in" in out
+    assert "| MAE |" in out and "| SSIM (maps rescaled to [0, 1]) |" in out and ": inversionnet, latest" in out
+    published = [line for line in out.splitlines() if line.startswith("published, ")]
+    assert published[0] == (  # the model's own rows first, flagged as not comparable with generated data
+        "published, OpenFWI benchmark page (inversionnet, l1 loss): mae_norm 0.0131, rmse_norm 0.0211, "
+        "ssim 0.9895 (ours is on generated data: not comparable)"
+    )
+    assert any("(velocitygan, l2 loss): mae_norm 0.0605" in line for line in published)
     report_dir = workdir / "eval" / f"val-latest-step{summary['step']}"
     report = json.loads((report_dir / "metrics.json").read_text())
     for key in ("mae_norm", "mse_norm", "rmse_ms", "ssim"):  # the final state's validation, recomputed

@@ -121,6 +121,7 @@ def test_a_velocitygan_run_resumes_exactly_evaluates_and_exports(cache_dir, tmp_
     assert_trees_equal(params_of(full), params_of(resumed))
     assert_trees_equal(jax.device_get(full["state"].extra), jax.device_get(resumed["state"].extra))
     report = evaluate.evaluate(tmp_path / "full", "latest", progress=False)
+    assert report["model"] == "velocitygan" and report["published"][0]["source"].endswith("(velocitygan, l1 loss)")
     assert report["metrics"]["ssim"] == pytest.approx(full["val"]["ssim"], rel=1e-4)
     critic = torch_port.export_state_dict(tmp_path / "full", "latest", critic=True)
     assert len(critic) == 9 * 7 and critic["convblock5.layers.0.weight"].shape == (1, 16, 5, 5)

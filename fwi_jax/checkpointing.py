@@ -57,6 +57,10 @@ class Checkpointer:
             item_names=items,
         )
 
+    def all_steps(self) -> list[int]:
+        """Steps of the latest-N checkpoints that exist, oldest first."""
+        return sorted(self._latest.all_steps())
+
     def latest_step(self) -> int | None:
         return self._latest.latest_step()
 
@@ -80,6 +84,9 @@ class Checkpointer:
         step = step if step is not None else (mngr.best_step() if best else mngr.latest_step())
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+        if step not in mngr.all_steps():
+            have = ", ".join(map(str, sorted(mngr.all_steps()))) or "none"
+            raise FileNotFoundError(f"no checkpoint of step {step} in {mngr.directory}; steps there: {have}")
         return mngr, step
 
     def read_config(self, step: int | None = None, best: bool = False) -> dict:

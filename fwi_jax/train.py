@@ -23,7 +23,10 @@ _DISTRIBUTED = flags.DEFINE_enum(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (--distributed=explicit).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (--distributed=explicit).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's id (--distributed=explicit).")
-for _name in ("coordinator_address", "num_processes", "process_id"):  # fwi_jax.cli's flag style
+_TAKE_OVER_LOCK = flags.DEFINE_bool(
+    "take_over_lock", False, "Take over the workdir's lock left by a run on another host that is gone."
+)
+for _name in ("coordinator_address", "num_processes", "process_id", "take_over_lock"):  # fwi_jax.cli's flag style
     flags.DEFINE_alias(_name.replace("_", "-"), _name)
 
 
@@ -48,8 +51,8 @@ def main(argv: list[str]) -> None:
         lines = str(e).splitlines()
         raise SystemExit(f"error: {lines[0]}: {lines[-1].strip()}") from None
     try:
-        summary = train_and_evaluate(config, _WORKDIR.value)
-    except (ValueError, FileNotFoundError) as e:
+        summary = train_and_evaluate(config, _WORKDIR.value, take_over_lock=_TAKE_OVER_LOCK.value)
+    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:  # exit code 1, one line
         raise SystemExit(f"error: {e}") from None
     if summary["val"] and jax_process_index() == 0:
         print(f"done at step {summary['step']}: val {describe(summary['val'])}")

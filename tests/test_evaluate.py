@@ -32,5 +32,7 @@ def test_evaluate_matches_training_validation_and_writes_reports(trained_run, ca
         assert (report_dir / name).stat().st_size > 5_000
     best = evaluate.evaluate(workdir, "best", progress=False)
     assert best["checkpoint"] == "best" and best["metrics"]["samples"] == 8
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 3 in .*checkpoints; steps there: 2, 4"):
+        evaluate.evaluate(workdir, "3", progress=False)
     with pytest.raises(ValueError, match="'best', 'latest' or a step number"):
         evaluate.evaluate(workdir, "newest", progress=False)

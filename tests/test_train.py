@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.transforms import normalize_velocity
 from fwi_jax.training import objectives
 from fwi_jax.training.loop import train_and_evaluate
+from fwi_jax.training.runlog import WorkdirLock
 from fwi_jax.training.steps import loss_and_grads, make_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,6 +131,7 @@ def test_full_run_writes_metrics_checkpoints_and_picture(cache_dir, tmp_path):
     assert val["mae_ms"] == pytest.approx(1500 * val["mae_norm"], rel=1e-6)
     assert val["samples"] == 8  # every validation sample counted once
     assert (run / "predictions.png").stat().st_size > 10_000
+    assert not (run / "run.lock").exists()  # released
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     ckpt = Checkpointer(run)
     assert ckpt.latest_step() == 4 and ckpt.best_step() is not None
@@ -191,6 +194,73 @@ def test_a_toy_objective_swaps_in_by_config_and_checkpoints_its_own_state(cache_
         ValueError, match=r"unknown loss.objective 'nope'; choose one of \['counting_l2', 'supervised'\]"
     ):
         train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "nope"}), tmp_path / "other")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoisonedStatistics(objectives.Supervised):
+    """The supervised loss, with the BatchNorm running statistics set to `value` at update `at`: the
+    training loss stays finite (training mode uses batch statistics), as with a far too high lr."""
+
+    at: int = 3
+    value: float = float("nan")
+
+    def init_extra(self, rng):
+        return {"updates": jnp.zeros((), jnp.int32)}
+
+    def update_extra(self, extra, params, batch_stats, batch, rng):
+        n = extra["updates"] + 1
+        batch_stats = jax.tree.map(lambda x: jnp.where(n == self.at, self.value, x), batch_stats)
+        return {"updates": n}, batch_stats, {}
+
+
+@pytest.mark.parametrize(
+    "value, at, message, saved",
+    [
+        (
+            float("nan"),
+            3,
+            r"the model state became non-finite at step 3 \(steps 3..3\): .*BatchNorm statistics"
+            r".*; last good checkpoint: step 2 \(nothing non-finite was saved\)",
+            [2],
+        ),
+        (-1.0, 2, r"validation metrics became non-finite at step 2 \(.*mae_norm.*\); no checkpoint was saved", []),
+    ],
+)
+def test_non_finite_state_or_validation_stops_the_run_and_is_never_saved(
+    cache_dir, tmp_path, monkeypatch, value, at, message, saved
+):
+    poisoned = lambda config, model, spec: PoisonedStatistics(model, at=at, value=value)  # noqa: E731
+    monkeypatch.setitem(objectives.OBJECTIVES, "poisoned", poisoned)
+    with pytest.raises(FloatingPointError, match=message):
+        train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "poisoned"}), tmp_path / "run")
+    ckpt = Checkpointer(tmp_path / "run")
+    assert ckpt.all_steps() == saved and (ckpt.best_step() == 2) == bool(saved)
+    ckpt.close()
+
+
+def test_one_run_per_workdir_and_stale_locks_are_taken_over(cache_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = run / WorkdirLock.NAME
+    here = socket.gethostname()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock.write_text(json.dumps({"host": here, "pid": alive.pid, "started": "today", "command": "train"}))
+        busy = rf"{run} is in use by another training run \(pid {alive.pid} on {here}, started today\): wait for it"
+        with pytest.raises(RuntimeError, match=busy):
+            train_and_evaluate(smoke_config(cache_dir), run)
+        assert json.loads(lock.read_text())["pid"] == alive.pid and not (run / "checkpoints").exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    with WorkdirLock(run):  # that process is gone now: its lock is stale
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert "taking over the lock of a run that is gone (pid" in capsys.readouterr().err and not lock.exists()
+    lock.write_text(json.dumps({"host": "other-node", "pid": 1, "started": "today", "command": "train"}))
+    with pytest.raises(RuntimeError, match="rerun with --take-over-lock"), WorkdirLock(run):
+        pass
+    with WorkdirLock(run, take_over=True):
+        assert json.loads(lock.read_text())["host"] == here
 
 
 def test_checkpoint_restores_on_a_different_device_count(cache_dir, tmp_path):

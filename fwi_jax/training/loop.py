@@ -19,7 +19,7 @@ from fwi_jax.checkpointing import Checkpointer, config_to_json, restore_or_init
 from fwi_jax.data import pipeline
 from fwi_jax.data.open import open_sources
 from fwi_jax.data.transforms import velocity_unit
-from fwi_jax.training.runlog import RunLog, StopFlag
+from fwi_jax.training.runlog import RunLog, StopFlag, WorkdirLock
 from fwi_jax.training.steps import Steps, TrainState, make_steps
 
 
@@ -71,12 +71,20 @@ def evaluate(state: TrainState, source, steps: Steps, batch_size: int, data: ml_
     return metrics_lib.finalize(total, velocity_unit(source.spec))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, take_over_lock: bool = False
+) -> dict[str, Any]:
     """Train (resuming from `workdir` when it holds a checkpoint) and evaluate; returns a summary:
     the final state, the last train / validation metrics, the step reached, and the signal that
-    interrupted the run (None when it finished)."""
+    interrupted the run (None when it finished). The run holds the workdir's lock throughout
+    (`runlog.WorkdirLock`; ``take_over_lock`` takes over one left on another host)."""
     workdir = Path(workdir).expanduser().absolute()
     workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(workdir, take_over=take_over_lock):
+        return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     _use_compilation_cache(config.compilation_cache)
     mesh = parallel.make_mesh()
     validate_config(config, mesh)
@@ -107,16 +115,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         for step in range(start + 1, plan.total_steps + 1):
             state, m = steps.train(state, parallel.global_batch(next(batches), mesh))
             last = step == plan.total_steps
-            flush = step % config.log_every_steps == 0 or last or stop.signum is not None
+            evaluating, saving = step % plan.eval_every == 0 or last, step % config.checkpoint_every_steps == 0
+            # Every step that evaluates or saves is checked for non-finite values first: no NaN is ever saved.
+            flush = step % config.log_every_steps == 0 or last or evaluating or saving or stop.signum is not None
             log.train(step, m, flush=flush, last_checkpoint=ckpt.latest_step())
-            if step % plan.eval_every == 0 or last:
+            if evaluating:
                 val = evaluate(state, val_src, steps, plan.eval_batch_size, config.data)
                 val["loss"] = steps.objective.validation_loss(val)
-                log.val(step, val)
+                log.val(step, val, last_checkpoint=ckpt.latest_step())
                 if val["loss"] < best_loss:
                     best_loss = val["loss"]
                     ckpt.save_best(step, state, {"next_step": step}, saved_config, val["loss"])
-            if step % config.checkpoint_every_steps == 0:
+            if saving:
                 save(step)
             if stop.signum is not None:
                 break

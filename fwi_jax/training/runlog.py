@@ -1,10 +1,13 @@
-"""What a training run reports: metrics (JSONL + TensorBoard), a progress bar, rates, the
-non-finite guard, and the stop flag that SIGTERM / SIGINT raise."""
+"""What a training run reports and guards: metrics (JSONL + TensorBoard), a progress bar, rates,
+the non-finite guard, the stop flag that SIGTERM / SIGINT raise, and the workdir lock."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -72,17 +75,38 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def check_finite(losses: np.ndarray, first_step: int, last_checkpoint: int | None) -> None:
-    """Raise naming the first step whose training loss is NaN / inf (losses of steps first_step, ...)."""
-    finite = np.isfinite(losses)
-    if finite.all():
+def _checkpoint_note(last_checkpoint: int | None) -> str:
+    if last_checkpoint is None:
+        return "no checkpoint was saved"
+    return f"last good checkpoint: step {last_checkpoint} (nothing non-finite was saved)"
+
+
+def check_finite(losses: np.ndarray, state_finite: np.ndarray, first_step: int, last_checkpoint: int | None) -> None:
+    """Raise naming the first step (of first_step, first_step + 1, ...) whose training loss or
+    model state (parameters, BatchNorm statistics, the objective's state) is NaN / inf."""
+    bad_loss, bad_state = ~np.isfinite(losses), state_finite < 1
+    if not (bad_loss.any() or bad_state.any()):
         return
-    bad = first_step + int(np.argmin(finite))
-    note = f"last checkpoint: step {last_checkpoint}" if last_checkpoint else "no checkpoint"
+    last = first_step + len(losses) - 1
+    note = f"{_checkpoint_note(last_checkpoint)}. Lower optim.lr or check the data."
+    if bad_loss.any() and (not bad_state.any() or np.argmax(bad_loss) <= np.argmax(bad_state)):
+        bad = first_step + int(np.argmax(bad_loss))
+        value = losses[bad_loss][0]
+        raise FloatingPointError(f"training loss became {value} at step {bad} (steps {first_step}..{last}); {note}")
+    bad = first_step + int(np.argmax(bad_state))
     raise FloatingPointError(
-        f"training loss became {losses[~finite][0]} at step {bad} "
-        f"(steps {first_step}..{first_step + len(losses) - 1}); {note}. Lower optim.lr or check the data."
+        f"the model state became non-finite at step {bad} (steps {first_step}..{last}): parameters, BatchNorm "
+        f"statistics or the objective's state hold NaN or inf while the training loss is finite; {note}"
     )
+
+
+def check_finite_metrics(metrics: dict[str, float], step: int, what: str, last_checkpoint: int | None) -> None:
+    bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
+    if bad:
+        raise FloatingPointError(
+            f"{what} became non-finite at step {step} ({', '.join(bad)}); {_checkpoint_note(last_checkpoint)}. "
+            "Lower optim.lr or check the data."
+        )
 
 
 class RunLog:
@@ -133,7 +157,8 @@ class RunLog:
             return
         host = jax.device_get(self._pending)
         self._pending = []
-        check_finite(np.array([h["loss"] for h in host]), step - len(host) + 1, last_checkpoint)
+        losses, finite = (np.array([h[k] for h in host]) for k in ("loss", "finite"))
+        check_finite(losses, finite, step - len(host) + 1, last_checkpoint)
         now = time.perf_counter()
         rate = (step - self._t_step) / max(now - self._t, 1e-9)
         self._t, self._t_step = now, step
@@ -151,7 +176,8 @@ class RunLog:
             )
             self._bar.update(step - self._bar.n)
 
-    def val(self, step: int, metrics: dict[str, float]) -> None:
+    def val(self, step: int, metrics: dict[str, float], last_checkpoint: int | None) -> None:
+        check_finite_metrics(metrics, step, "validation metrics", last_checkpoint)
         self.val_metrics = metrics
         self.writer.write(step, "val", metrics)
         epoch = step / self.steps_per_epoch
@@ -168,3 +194,81 @@ class RunLog:
         if self._bar is not None:
             self._bar.close()
         self.writer.close()
+
+
+class WorkdirLock:
+    """One run per workdir: ``<workdir>/run.lock`` names its holder (host, pid, start time, command).
+
+    A second run meets a clear error at once. A lock left by a dead process on this host is taken
+    over (with a note); one from another host (a shared filesystem) is taken over only with
+    ``take_over=True`` (``python -m fwi_jax.train --take-over-lock``), after checking that run is
+    gone. Only process 0 of a multi-process run holds it. Readers (evaluate, predict) ignore it.
+    """
+
+    NAME = "run.lock"
+
+    def __init__(self, workdir: Path, take_over: bool = False):
+        self.path = Path(workdir) / self.NAME
+        self.take_over = take_over
+        self.held = False
+
+    def _holder(self) -> dict:
+        for _ in range(2):
+            try:
+                return json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                time.sleep(0.5)  # a holder between creating and writing it
+        return {"host": socket.gethostname(), "pid": -1}  # unreadable: stale
+
+    def _stale(self, holder: dict) -> bool:
+        if holder.get("host") != socket.gethostname():
+            return self.take_over
+        try:
+            pid = int(holder.get("pid", -1))
+            if pid <= 0:
+                return True
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except (OSError, ValueError):
+            return False  # alive (another user's) or unknown: never steal
+        return False
+
+    def __enter__(self) -> WorkdirLock:
+        if jax.process_index() != 0:
+            return self
+        me = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": " ".join(sys.argv),
+        }
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if not self._stale(holder):
+                    raise RuntimeError(self._in_use(holder)) from None
+                print(f"taking over the lock of a run that is gone ({self._describe(holder)})", file=sys.stderr)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise RuntimeError(self._in_use(self._holder()))
+
+    def _describe(self, holder: dict) -> str:
+        return f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+
+    def _in_use(self, holder: dict) -> str:
+        hint = "wait for it to finish or stop it, or use another --workdir"
+        if holder.get("host") != socket.gethostname():
+            hint += "; if that run is gone (a shared filesystem), rerun with --take-over-lock"
+        return f"{self.path.parent} is in use by another training run ({self._describe(holder)}): {hint}"
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False

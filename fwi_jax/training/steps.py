@@ -117,7 +117,17 @@ def train_step(state: TrainState, batch: dict, *, tx, objective: Objective, sche
         due = (state.step + 1) % objective.update_every == 0
         state, grad_norm = jax.lax.cond(due, update, lambda s: (s, jnp.zeros((), jnp.float32)), state)
         metrics = {"grad_norm": grad_norm, "network_updated": due.astype(jnp.float32)}
-    return state.replace(step=state.step + 1), {**metrics, **extra_metrics, "lr": lr}
+    metrics = {**metrics, **extra_metrics, "lr": lr}
+    # The run log stops the run on a 0 here: parameters follow from finite losses and gradients, the
+    # running statistics and the objective's state are checked directly (they can go bad alone).
+    finite = _all_finite((metrics, state.batch_stats, state.extra))
+    return state.replace(step=state.step + 1), {**metrics, "finite": finite.astype(jnp.float32)}
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    arrays = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    leaves = [jnp.all(jnp.isfinite(x)) for x in arrays if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def predict_step(state: TrainState, seismic: jax.Array, *, model: nn.Module) -> jax.Array:

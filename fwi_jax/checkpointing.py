@@ -9,7 +9,10 @@ position (the next step's batches follow from it and the seed).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +34,14 @@ RESUME_KEYS = (
     "batch_size",
     "loss.objective",
 )
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, no permission, read-only filesystem)."""
+
+
+# Orbax reports failed asynchronous writes as other exceptions carrying the OS error in the text.
+_WRITE_ERRORS = ("No space left", "Permission denied", "Read-only file system", "os_error_code", "RESOURCE_EXHAUSTED")
 
 
 class Checkpointer:
@@ -73,10 +84,50 @@ class Checkpointer:
         )
 
     def save(self, step: int, state, data: dict, config: dict, force: bool = False) -> bool:
-        return self._latest.save(step, args=self._args(state, data, config), force=force)
+        with self._writing(self._latest, step, state):
+            return self._latest.save(step, args=self._args(state, data, config), force=force)
 
     def save_best(self, step: int, state, data: dict, config: dict, val_loss: float) -> None:
-        self._best.save(step, args=self._args(state, data, config), metrics={"val_loss": float(val_loss)}, force=True)
+        with self._writing(self._best, step, state):
+            self._best.save(
+                step, args=self._args(state, data, config), metrics={"val_loss": float(val_loss)}, force=True
+            )
+
+    @contextlib.contextmanager
+    def _writing(self, mngr: ocp.CheckpointManager, step: int | None, state=None) -> Iterator[None]:
+        """Check free space before a save (a full disk would otherwise show only at the next one, the
+        saves being asynchronous) and turn any write error into one message that says what is safe."""
+        directory = Path(mngr.directory)
+        if state is not None:
+            need = sum(x.nbytes for x in jax.tree.leaves(state))
+            free = shutil.disk_usage(directory).free
+            if free < 1.2 * need:
+                raise CheckpointWriteError(
+                    self._failure(
+                        directory, step, f"{free / 2**20:.1f} MiB free, the checkpoint needs ~{need / 2**20:.1f} MiB"
+                    )
+                )
+        try:
+            yield
+        except Exception as e:
+            text = str(e)
+            if isinstance(e, OSError) or any(m in text for m in _WRITE_ERRORS):
+                reason = text.split(": ")[-1] if "os_error_code" in text else text
+                raise CheckpointWriteError(self._failure(directory, step, reason)) from None
+            raise
+
+    def _failure(self, directory: Path, step: int | None, reason: str) -> str:
+        intact = ", ".join(map(str, self.all_steps())) or "none"
+        what = f"the checkpoint of step {step}" if step is not None else "a checkpoint"
+        return (
+            f"could not write {what} to {directory} ({reason}); the checkpoints already there are intact "
+            f"(steps {intact}). Free space or fix permissions, then rerun the same command to resume."
+        )
+
+    def wait(self) -> None:
+        for mngr in (self._latest, self._best):
+            with self._writing(mngr, None):
+                mngr.wait_until_finished()
 
     def _pick(self, step: int | None, best: bool) -> tuple[ocp.CheckpointManager, int]:
         """The manager and the step to read (default: its latest / best)."""
@@ -106,13 +157,10 @@ class Checkpointer:
         )
         return out["state"], out["data"], out["config"]
 
-    def wait(self) -> None:
-        self._latest.wait_until_finished()
-        self._best.wait_until_finished()
-
     def close(self) -> None:
-        self._latest.close()
-        self._best.close()
+        for mngr in (self._latest, self._best):
+            with self._writing(mngr, None):
+                mngr.close()
 
 
 def abstract_like(tree, sharding) -> Any:

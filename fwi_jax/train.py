@@ -52,7 +52,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"error: {lines[0]}: {lines[-1].strip()}") from None
     try:
         summary = train_and_evaluate(config, _WORKDIR.value, take_over_lock=_TAKE_OVER_LOCK.value)
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:  # exit code 1, one line
+    except (ValueError, OSError, FloatingPointError, RuntimeError) as e:  # exit code 1, one line
         raise SystemExit(f"error: {e}") from None
     if summary["val"] and jax_process_index() == 0:
         print(f"done at step {summary['step']}: val {describe(summary['val'])}")

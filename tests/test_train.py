@@ -1,9 +1,11 @@
 """Training: loss goes down, sharding parity, resume equivalence, determinism, signals, errors, objectives."""
 
 import dataclasses
+import errno
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,14 +19,14 @@ import numpy as np
 import pytest
 
 from fwi_jax import parallel
-from fwi_jax.checkpointing import Checkpointer, restore_or_init
+from fwi_jax.checkpointing import Checkpointer, CheckpointWriteError, restore_or_init
 from fwi_jax.config import quickstart_config
 from fwi_jax.data import velocity
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.transforms import normalize_velocity
 from fwi_jax.training import objectives
 from fwi_jax.training.loop import train_and_evaluate
-from fwi_jax.training.runlog import WorkdirLock
+from fwi_jax.training.runlog import MetricWriter, WorkdirLock
 from fwi_jax.training.steps import loss_and_grads, make_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -363,3 +365,35 @@ def test_sigterm_mid_run_leaves_a_restorable_checkpoint(cache_dir, tmp_path):
     ckpt.close()
     resumed = train_and_evaluate(smoke_config(cache_dir, num_train_steps=step + 1), run)
     assert resumed["step"] == step + 1
+
+
+def test_a_full_disk_stops_with_a_clear_error_and_the_rerun_resumes(cache_dir, tmp_path):
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(fs)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        config = smoke_config(cache_dir, num_epochs=4, num_plot_samples=0)  # checkpoints of ~2.7 MB
+        with pytest.raises(CheckpointWriteError) as e:
+            train_and_evaluate(config, fs / "run")
+        assert "No space left on device" in str(e.value)
+        assert re.search(r"the checkpoints already there are intact \(steps 2\).*rerun the same command", str(e.value))
+        subprocess.run(["mount", "-o", "remount,size=64m", str(fs)], check=True)  # space freed
+        resumed = train_and_evaluate(config, fs / "run")
+        assert resumed["step"] == 8 and "2" not in [r["step"] for r in read_jsonl(fs / "run" / "metrics.jsonl")][-3:]
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], capture_output=True)  # lazily: Orbax threads may hold files
+
+
+def test_an_unwritable_metrics_file_is_a_clear_error(tmp_path):
+    writer = MetricWriter(tmp_path, tensorboard=False)
+
+    class Full:
+        name = str(tmp_path / "metrics.jsonl")
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer._jsonl = Full()
+    with pytest.raises(OSError, match=r"could not write the metrics of step 7 to .*metrics.jsonl \(No space left"):
+        writer.write(7, "train", {"loss": 1.0})

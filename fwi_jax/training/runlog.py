@@ -35,11 +35,18 @@ class MetricWriter:
     def write(self, step: int, split: str, values: dict[str, float]) -> None:
         if not self.enabled:
             return
-        self._jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
-        self._jsonl.flush()
-        if self._tb is not None:
-            for k, v in values.items():
-                self._tb.add_scalar(f"{split}/{k}", v, step)
+        try:
+            self._jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+            self._jsonl.flush()
+            if self._tb is not None:
+                for k, v in values.items():
+                    self._tb.add_scalar(f"{split}/{k}", v, step)
+        except OSError as e:
+            raise OSError(
+                e.errno,
+                f"could not write the metrics of step {step} to {self._jsonl.name} ({e.strerror}); free "
+                "space or fix permissions, then rerun the same command to resume from the last checkpoint",
+            ) from None
 
     def close(self) -> None:
         if self.enabled:

@@ -142,19 +142,33 @@ class Checkpointer:
 
     def read_config(self, step: int | None = None, best: bool = False) -> dict:
         mngr, step = self._pick(step, best)
-        return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        with self._reading(mngr, step):
+            return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+
+    @contextlib.contextmanager
+    def _reading(self, mngr: ocp.CheckpointManager, step: int) -> Iterator[None]:
+        """Any failure to read a checkpoint (truncated, corrupt, foreign files) as one message."""
+        try:
+            yield
+        except Exception as e:
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            raise ValueError(
+                f"the checkpoint of step {step} in {mngr.directory} is unreadable ({reason}); remove the folder "
+                f"{Path(mngr.directory) / str(step)} to fall back to an earlier checkpoint, or use another --workdir"
+            ) from None
 
     def restore(self, abstract_state, step: int | None = None, best: bool = False) -> tuple[Any, dict, dict]:
         """(state, data position, config) of `step` (default: latest / best), placed like `abstract_state`."""
         mngr, step = self._pick(step, best)
-        out = mngr.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state),
-                data=ocp.args.JsonRestore(),
-                config=ocp.args.JsonRestore(),
-            ),
-        )
+        with self._reading(mngr, step):
+            out = mngr.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    data=ocp.args.JsonRestore(),
+                    config=ocp.args.JsonRestore(),
+                ),
+            )
         return out["state"], out["data"], out["config"]
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from fwi_jax import inference
 from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.pipeline import to_example
+from fwi_jax.data.sources import map_npy
 from fwi_jax.data.transforms import denormalize_velocity
 from fwi_jax.fileio import atomic_path
 
@@ -26,12 +27,7 @@ from fwi_jax.fileio import atomic_path
 def open_input(path: str | Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     """The input as an (N, *sample_shape) array (memory-mapped when it is a .npy file)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--input {path} does not exist")
-    try:
-        x = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable .npy file ({e})") from None
+    x = map_npy(path, fix="pass an OpenFWI seismic .npy as --input")
     if tuple(x.shape) == tuple(sample_shape):
         x = x[None]
     if x.ndim != len(sample_shape) + 1 or tuple(x.shape[1:]) != tuple(sample_shape):

@@ -74,6 +74,12 @@ def parse_flags(argv: list[str]) -> list[str]:
         culprit = [a.split("=")[0] for a in argv if key and a.startswith("--config.") and f".{key.group(1)}" in a]
         where = f"{culprit[0]}: " if culprit else ""
         raise SystemExit(f"error: {where}{msg}\n(fields are listed in the config file; see --helpfull)") from None
+    except SyntaxError as e:  # the config file itself
+        raise SystemExit(f"error: {e.filename}:{e.lineno}: syntax error in the config file: {e.msg}") from None
+    except Exception as e:  # get_config raised
+        config = next((a.split("=", 1)[-1] for a in argv if a.startswith("--config=")), None)
+        config = config or next((b for a, b in zip(argv, argv[1:], strict=False) if a == "--config"), "--config")
+        raise SystemExit(f"error: the config {config} failed to load: {type(e).__name__}: {e}") from None
 
 
 if __name__ == "__main__":

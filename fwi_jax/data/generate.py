@@ -61,7 +61,7 @@ class GenerationSpec:
 def _file_complete(path: Path, shape: tuple[int, ...]) -> bool:
     try:
         arr = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # missing, corrupt, truncated or empty: made again
         return False
     return arr.shape == shape and arr.dtype == np.float32
 

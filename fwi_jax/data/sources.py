@@ -160,12 +160,32 @@ def read_sample(arr: np.memmap, i: int) -> np.ndarray:
     return out
 
 
+def map_npy(path: str | os.PathLike, fix: str = "re-download or regenerate it") -> np.ndarray:
+    """Memory-map a .npy array file; every problem is one ValueError / FileNotFoundError naming the file.
+
+    Pickled objects are refused, never loaded (np.load's allow_pickle stays False).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a .npy file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); {fix}")
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, EOFError, OSError) as e:
+        reason = str(e).split(". ")[0]
+        if "pickle" in reason or "Python objects" in reason:
+            reason = "it holds pickled Python objects or is not in NumPy's format; it is never unpickled"
+        elif "mmap length" in reason or isinstance(e, EOFError):
+            reason = "it is truncated"
+        raise ValueError(f"{path} is not a readable .npy file ({reason}); {fix}") from None
+
+
 def open_npy(path: Path, sample_shape: tuple[int, ...]) -> np.memmap:
     """Memory-map an (N, *sample_shape) float32 .npy, naming the file in every error."""
-    try:
-        arr = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable .npy file ({e}); re-download or regenerate it") from None
+    arr = map_npy(path)
     if arr.ndim != 1 + len(sample_shape) or tuple(arr.shape[1:]) != tuple(sample_shape):
         raise ValueError(f"{path} has shape {arr.shape}, expected (N, {', '.join(map(str, sample_shape))})")
     if arr.dtype != np.float32:

@@ -4,6 +4,7 @@ run by the interpreter that `fwi_jax.torchenv` finds."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -19,18 +20,33 @@ SEP = "\x1f"  # fwi_jax.torch_side.pth_convert.SEP (that module imports torch)
 def _convert(mode: str, src: Path, dst: Path) -> None:
     proc = torchenv.run_script("pth_convert.py", mode, src, dst)
     if proc.returncode:
-        raise ValueError(f"could not {mode} {src} with PyTorch: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ValueError(_unreadable(src, last) if mode == "load" else f"could not write {dst} with PyTorch: {last}")
+
+
+def _unreadable(path: Path, reason: str) -> str:
+    reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)[:300]  # torch's messages carry terminal colours
+    return (
+        f"{path} is not a readable PyTorch weights file ({reason}); pass a state_dict saved with torch.save "
+        "(pickled code is refused: weights_only)"
+    )
 
 
 def load_pth(path: str | os.PathLike) -> dict:
     """Every tensor of a .pth file as numpy, in the file's nesting of dicts ({"model": {...}} etc.)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ValueError(_unreadable(path, "a directory" if path.is_dir() else "empty"))
     if torchenv.torch_in_process():
         from fwi_jax.torch_side.pth_convert import read_pth
 
-        flat = read_pth(str(path))
+        try:
+            flat = read_pth(str(path))
+        except Exception as e:  # torch raises many kinds for foreign or damaged files
+            first = (str(e).splitlines() or [""])[0]
+            raise ValueError(_unreadable(path, f"{type(e).__name__}: {first}")) from None
     else:
         with tempfile.TemporaryDirectory() as tmp:
             npz = Path(tmp) / "sd.npz"

@@ -38,8 +38,13 @@ def write_pth(state_dict: dict[str, np.ndarray], path: str) -> None:
 
 if __name__ == "__main__":
     mode, src, dst = sys.argv[1:4]
-    if mode == "load":
-        np.savez(dst, **read_pth(src))
-    else:
-        with np.load(src) as z:
-            write_pth({k: z[k] for k in z.files}, dst)
+    try:
+        if mode == "load":
+            np.savez(dst, **read_pth(src))
+        else:
+            with np.load(src) as z:
+                write_pth({k: z[k] for k in z.files}, dst)
+    except Exception as e:  # the caller shows this last line
+        first = (str(e).splitlines() or [""])[0]
+        print(f"{type(e).__name__}: {first[:200]}", file=sys.stderr)
+        sys.exit(1)

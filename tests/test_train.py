@@ -397,3 +397,33 @@ def test_an_unwritable_metrics_file_is_a_clear_error(tmp_path):
     writer._jsonl = Full()
     with pytest.raises(OSError, match=r"could not write the metrics of step 7 to .*metrics.jsonl \(No space left"):
         writer.write(7, "train", {"loss": 1.0})
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(cache_dir, tmp_path):
+    """Killed (SIGKILL: no handler runs) three times at random moments, often inside an asynchronous
+    checkpoint save, the run resumed by rerunning the command ends bitwise equal to an uninterrupted one."""
+    steps = ["--config.num_train_steps=24", "--config.checkpoint_every_steps=2", "--config.progress=False"]
+    full = train_and_evaluate(smoke_config(cache_dir, num_train_steps=24, checkpoint_every_steps=2), tmp_path / "full")
+    run, rng = tmp_path / "run", np.random.default_rng(0)
+    for _ in range(3):
+        before = len(read_jsonl(run / "metrics.jsonl")) if (run / "metrics.jsonl").exists() else 0
+        proc = cli(["--workdir", str(run), *steps], cache_dir)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "metrics.jsonl").exists() and len(read_jsonl(run / "metrics.jsonl")) > before:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.kill()
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL  # killed mid-run, not after it finished
+    proc = cli(["--workdir", str(run), *steps], cache_dir)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "done at step 24" in out
+    steps_run = Checkpointer(run)
+    resumed_state, _ = restore_or_init(steps_run, make_steps(smoke_config(cache_dir), SPEC, parallel.make_mesh()))
+    steps_run.close()
+    assert_trees_equal(jax.device_get(resumed_state.params), params_of(full))
+    assert_trees_equal(jax.device_get(resumed_state.opt_state), jax.device_get(full["state"].opt_state))

@@ -193,7 +193,7 @@ def test_a_toy_objective_swaps_in_by_config_and_checkpoints_its_own_state(cache_
     ):
         train_and_evaluate(smoke_config(cache_dir), run)
     with pytest.raises(
-        ValueError, match=r"unknown loss.objective 'nope'; choose one of \['counting_l2', 'supervised'\]"
+        ValueError, match=r"unknown loss.objective 'nope'; choose one of \['counting_l2', 'supervised', 'velocitygan'\]"
     ):
         train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "nope"}), tmp_path / "other")
 

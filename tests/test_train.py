@@ -26,7 +26,7 @@ from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.transforms import normalize_velocity
 from fwi_jax.training import objectives
 from fwi_jax.training.loop import train_and_evaluate
-from fwi_jax.training.runlog import MetricWriter, WorkdirLock
+from fwi_jax.training.runlog import MetricWriter, WorkdirLock, check_state
 from fwi_jax.training.steps import loss_and_grads, make_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,6 +238,23 @@ def test_non_finite_state_or_validation_stops_the_run_and_is_never_saved(
     ckpt = Checkpointer(tmp_path / "run")
     assert ckpt.all_steps() == saved and (ckpt.best_step() == 2) == bool(saved)
     ckpt.close()
+
+
+def test_the_whole_state_check_sees_a_non_finite_optimizer_state(cache_dir):
+    steps = make_steps(smoke_config(cache_dir), SPEC, parallel.make_mesh())
+    state = steps.init()
+    assert bool(steps.finite(state))
+    mu = state.opt_state[0].mu
+    bad = state.replace(
+        opt_state=(state.opt_state[0]._replace(mu=jax.tree.map(lambda x: x * jnp.nan, mu)), *state.opt_state[1:])
+    )
+    assert not bool(steps.finite(bad))
+    with pytest.raises(
+        FloatingPointError,
+        match=r"\(parameters or optimizer state\) became non-finite by step 7; "
+        r"last good checkpoint: step 6",
+    ):
+        check_state(False, 7, 6)
 
 
 def test_one_run_per_workdir_and_stale_locks_are_taken_over(cache_dir, tmp_path, capsys):

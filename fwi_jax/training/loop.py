@@ -19,7 +19,7 @@ from fwi_jax.checkpointing import Checkpointer, config_to_json, restore_or_init
 from fwi_jax.data import pipeline
 from fwi_jax.data.open import open_sources
 from fwi_jax.data.transforms import velocity_unit
-from fwi_jax.training.runlog import RunLog, StopFlag, WorkdirLock
+from fwi_jax.training.runlog import RunLog, StopFlag, WorkdirLock, check_state
 from fwi_jax.training.steps import Steps, TrainState, make_steps
 
 
@@ -119,6 +119,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
             # Every step that evaluates or saves is checked for non-finite values first: no NaN is ever saved.
             flush = step % config.log_every_steps == 0 or last or evaluating or saving or stop.signum is not None
             log.train(step, m, flush=flush, last_checkpoint=ckpt.latest_step())
+            if flush:
+                check_state(bool(steps.finite(state)), step, ckpt.latest_step())
             if evaluating:
                 val = evaluate(state, val_src, steps, plan.eval_batch_size, config.data)
                 val["loss"] = steps.objective.validation_loss(val)

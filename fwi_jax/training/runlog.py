@@ -107,6 +107,15 @@ def check_finite(losses: np.ndarray, state_finite: np.ndarray, first_step: int, 
     )
 
 
+def check_state(finite: bool, step: int, last_checkpoint: int | None) -> None:
+    """The whole state (parameters and optimizer state too), checked at each logged, evaluated or saved step."""
+    if not finite:
+        raise FloatingPointError(
+            f"the model state (parameters or optimizer state) became non-finite by step {step}; "
+            f"{_checkpoint_note(last_checkpoint)}. Lower optim.lr or check the data."
+        )
+
+
 def check_finite_metrics(metrics: dict[str, float], step: int, what: str, last_checkpoint: int | None) -> None:
     bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
     if bad:

@@ -157,6 +157,7 @@ class Steps:
     train: Callable[[TrainState, dict], tuple[TrainState, dict]]
     eval: Callable[[TrainState, dict], dict]
     predict: Callable[[TrainState, jax.Array], jax.Array]
+    finite: Callable[[TrainState], jax.Array]  # every float in the state is finite (run before each save)
 
     def _init_fn(self) -> Callable[[], TrainState]:
         return functools.partial(init_state, self.model, self.tx, self.objective, self.seed, self.spec)
@@ -189,4 +190,5 @@ def make_steps(config: ml_collections.ConfigDict, spec: DatasetSpec, mesh: Mesh,
     )
     evaluate = jax.jit(functools.partial(eval_step, model=model), in_shardings=(repl, batch), out_shardings=repl)
     predict = jax.jit(functools.partial(predict_step, model=model), in_shardings=(repl, batch), out_shardings=repl)
-    return Steps(model, tx, schedule, objective, spec, int(config.seed), mesh, train, evaluate, predict)
+    finite = jax.jit(_all_finite, in_shardings=(repl,))
+    return Steps(model, tx, schedule, objective, spec, int(config.seed), mesh, train, evaluate, predict, finite)

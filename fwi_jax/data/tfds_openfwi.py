@@ -159,12 +159,25 @@ class TFDSSource:
     def __len__(self) -> int:
         return len(self._ds)
 
+    def _record(self, index: int) -> dict:
+        try:
+            return self._ds[int(index)]
+        except IndexError:
+            raise
+        except Exception as e:  # a damaged array_record file: the reader's own errors name no file
+            first = (str(e).splitlines() or [""])[0][:200]
+            raise ValueError(
+                f"record {index} of openfwi/{self.spec.name}:{self.split} under {self.data_dir} is unreadable "
+                f"({type(e).__name__}: {first}); rebuild it with `python -m fwi_jax.data.tfds_openfwi --dataset "
+                f"{self.spec.name} --manual-dir DIR --data-dir {self.data_dir}` into an empty --data-dir"
+            ) from None
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        ex = self._ds[int(index)]
+        ex = self._record(index)
         return ex["seismic"], ex["velocity"]
 
     def describe(self, index: int) -> str:
-        ex = self._ds[int(index)]
+        ex = self._record(index)
         file = ex["file"].decode() if isinstance(ex["file"], bytes) else ex["file"]
         return f"record {index} of openfwi/{self.spec.name}:{self.split} (sample {ex['index']} of {file})"
 

@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -36,3 +39,14 @@ def test_evaluate_matches_training_validation_and_writes_reports(trained_run, ca
         evaluate.evaluate(workdir, "3", progress=False)
     with pytest.raises(ValueError, match="'best', 'latest' or a step number"):
         evaluate.evaluate(workdir, "newest", progress=False)
+
+
+def test_evaluate_reads_a_workdir_whose_run_holds_the_lock(trained_run, tmp_path):
+    """Readers never take or touch the lock: evaluating while a run trains does not disturb it."""
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    lock = workdir / "run.lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now", "command": "x"}))
+    before = lock.read_bytes()
+    report = evaluate.evaluate(workdir, "latest", progress=False)
+    assert report["metrics"]["samples"] == 8 and lock.read_bytes() == before

@@ -37,6 +37,10 @@ def default_config() -> ml_collections.ConfigDict:
             tfds_data_dir="",  # source=tfds: TFDS data_dir (default ~/tensorflow_datasets)
             num_threads=4,  # grain read threads
             num_workers=0,  # grain worker processes (0: threads only)
+            # host: read each batch from disk (grain); device: load the training split once onto the
+            # devices, sharded, and gather batches there (fwi_jax.data.device)
+            placement="host",
+            storage_dtype="float32",  # placement=device: float32 | bfloat16
         )
     )
     c.optim = ml_collections.ConfigDict(

@@ -35,7 +35,8 @@ def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _read(source, indices: np.ndarray) -> dict[str, np.ndarray]:
+def read_normalized(source, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Samples ``indices`` of ``source`` as normalized NHWC float32 arrays; NaN / inf samples are named."""
     spec = source.spec
     seis = np.empty((len(indices), spec.time_samples, spec.receivers, spec.shots), np.float32)
     vel = np.empty((len(indices), spec.depth, spec.width, 1), np.float32)
@@ -101,7 +102,7 @@ def train_batches(
     def load(step: int) -> dict[str, np.ndarray]:
         epoch, j = divmod(int(step), spe)
         idx = _permutation(seed, epoch, len(source))[j * global_batch : (j + 1) * global_batch]
-        return _read(source, idx[process_index * local : (process_index + 1) * local])
+        return read_normalized(source, idx[process_index * local : (process_index + 1) * local])
 
     return _iterate(grain.MapDataset.range(start_step, num_steps).map(load), num_threads, prefetch, num_workers)
 
@@ -122,7 +123,7 @@ def eval_batches(
     def load(b: int) -> dict[str, np.ndarray]:
         idx = np.arange(b * global_batch, (b + 1) * global_batch)[process_index * local : (process_index + 1) * local]
         valid = idx < n
-        batch = _read(source, np.where(valid, idx, 0))
+        batch = read_normalized(source, np.where(valid, idx, 0))
         batch["seismic"][~valid] = 0.0
         batch["velocity"][~valid] = 0.0
         batch["mask"] = valid.astype(np.float32)

@@ -17,6 +17,7 @@ from fwi_jax import metrics as metrics_lib
 from fwi_jax import parallel
 from fwi_jax.checkpointing import Checkpointer, config_to_json, restore_or_init
 from fwi_jax.data import pipeline
+from fwi_jax.data.device import DeviceBatches
 from fwi_jax.data.open import open_sources
 from fwi_jax.data.transforms import velocity_unit
 from fwi_jax.training.runlog import RunLog, StopFlag, WorkdirLock, check_state
@@ -33,8 +34,10 @@ class RunPlan:
     eval_batch_size: int
 
     @classmethod
-    def of(cls, config: ml_collections.ConfigDict, num_train: int) -> RunPlan:
+    def of(cls, config: ml_collections.ConfigDict, num_train: int, devices: int = 1) -> RunPlan:
         spe = pipeline.steps_per_epoch(num_train, config.batch_size)
+        if config.data.get("placement", "host") == "device":  # each device samples its own shard
+            spe = (num_train // devices) // (config.batch_size // devices)
         if spe < 1:
             raise ValueError(f"{num_train} training samples make no batch of {config.batch_size}; lower batch_size")
         total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
@@ -50,6 +53,8 @@ def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
         parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
     if config.num_epochs < 1 and config.num_train_steps <= 0:
         raise ValueError("set num_epochs >= 1 or num_train_steps > 0")
+    if config.data.placement not in ("host", "device"):
+        raise ValueError(f"data.placement must be 'host' or 'device', got {config.data.placement!r}")
 
 
 def evaluate(state: TrainState, source, steps: Steps, batch_size: int, data: ml_collections.ConfigDict) -> dict:
@@ -89,7 +94,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
     mesh = parallel.make_mesh()
     validate_config(config, mesh)
     train_src, val_src, spec = open_sources(config)
-    plan = RunPlan.of(config, len(train_src))
+    plan = RunPlan.of(config, len(train_src), mesh.devices.size)
     steps = make_steps(config, spec, mesh, plan.steps_per_epoch)
     # Multi-process runs save synchronously: Orbax's async saves across processes aborted in CI (a background
     # save's cross-process barrier racing the next save's), and the final save must complete on all processes.
@@ -108,12 +113,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
         cleanup.callback(ckpt.close)
         log = RunLog.of(workdir, config, plan.steps_per_epoch, plan.total_steps, start)
         cleanup.callback(log.close)
-        batches = _train_batches(train_src, config, start, plan.total_steps)
+        batches = _train_batches(train_src, config, mesh, start, plan.total_steps)
         cleanup.callback(batches.close)
         stop = cleanup.enter_context(StopFlag())
         best_loss, step = math.inf, start
         for step in range(start + 1, plan.total_steps + 1):
-            state, m = steps.train(state, parallel.global_batch(next(batches), mesh))
+            state, m = steps.train(state, next(batches))
             last = step == plan.total_steps
             evaluating, saving = step % plan.eval_every == 0 or last, step % config.checkpoint_every_steps == 0
             # Every step that evaluates or saves is checked for non-finite values first: no NaN is ever saved.
@@ -161,9 +166,15 @@ def _use_compilation_cache(directory: str) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def _train_batches(source, config: ml_collections.ConfigDict, start: int, total_steps: int):
-    """This process's share of the global batches of steps start + 1 .. total_steps."""
-    return pipeline.train_batches(
+def _train_batches(source, config: ml_collections.ConfigDict, mesh, start: int, total_steps: int):
+    """Global batches of steps start + 1 .. total_steps: gathered on the devices (placement=device) or
+    read by this process's grain pipeline and assembled across processes (placement=host)."""
+    if config.data.placement == "device":
+        return DeviceBatches(
+            source, config.batch_size, config.seed, mesh, config.data.storage_dtype, start, total_steps,
+            progress=config.progress,
+        )  # fmt: skip
+    host = pipeline.train_batches(
         source,
         config.batch_size,
         config.seed,
@@ -174,6 +185,18 @@ def _train_batches(source, config: ml_collections.ConfigDict, start: int, total_
         num_threads=config.data.num_threads,
         num_workers=config.data.num_workers,
     )
+    return _GlobalBatches(host, mesh)
+
+
+class _GlobalBatches:
+    def __init__(self, host, mesh):
+        self.host, self.mesh = host, mesh
+
+    def __next__(self) -> dict:
+        return parallel.global_batch(next(self.host), self.mesh)
+
+    def close(self) -> None:
+        self.host.close()
 
 
 def _plot_predictions(path: Path, state: TrainState, steps: Steps, source, batch_size: int, count: int) -> None:

@@ -1,0 +1,166 @@
+"""Device-resident training data (``--config.data.placement=device``): the training split is
+loaded once, normalized, into arrays sharded over the mesh's data axis, and every step gathers its
+batch on the devices: no host work per step but a (devices x batch / devices) index array.
+
+Each device samples from its own shard, never across devices: at load the samples are dealt to
+the devices by a seeded permutation (device d holds m = N // devices of them; the N % devices left
+over are not used), and in epoch e device d takes its local batch j as
+``perm(seed, e, d)[j * b : (j + 1) * b]`` of its m samples (b = batch / devices). So every sample
+of a shard is seen once per epoch (m % b of them sit out each epoch, different ones each time), the
+batch of a step is a pure function of (seed, step), and resuming needs only the step. BatchNorm
+still sees the whole global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from fwi_jax import parallel
+from fwi_jax.data import pipeline
+
+STORAGE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_LOAD_CHUNK = 32  # samples read and normalized at a time on the host
+
+
+def dataset_bytes(num_samples: int, spec, storage_dtype: str) -> int:
+    per_sample = np.prod(pipeline_shapes(spec)[0]) + np.prod(pipeline_shapes(spec)[1])
+    return int(num_samples * per_sample * jnp.dtype(STORAGE_DTYPES[storage_dtype]).itemsize)
+
+
+def pipeline_shapes(spec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return (spec.time_samples, spec.receivers, spec.shots), (spec.depth, spec.width, 1)
+
+
+def free_device_bytes(mesh: Mesh) -> tuple[int, str]:
+    """(bytes free for data on this process's devices, where that figure comes from)."""
+    devices = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    stats = [d.memory_stats() for d in devices] if devices[0].platform != "cpu" else []
+    if stats and all(s and "bytes_limit" in s for s in stats):
+        return sum(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats), f"{len(devices)} devices' memory"
+    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return int(pages * os.sysconf("SC_PAGE_SIZE")), "available host RAM"
+
+
+def check_fits(num_samples: int, spec, storage_dtype: str, mesh: Mesh, free: int | None = None) -> int:
+    """The bytes the shards take; a clear error when they would not fit (90% of what is free)."""
+    need = dataset_bytes(num_samples, spec, storage_dtype)
+    free, where = (free, "free memory") if free is not None else free_device_bytes(mesh)
+    if need > 0.9 * free:
+        half = dataset_bytes(num_samples, spec, "bfloat16")
+        hint = (
+            f"set --config.data.storage_dtype=bfloat16 ({half / 2**30:.1f} GiB) or --config.data.placement=host"
+            if storage_dtype == "float32" and half <= 0.9 * free
+            else "set --config.data.placement=host (read from disk each step)"
+        )
+        raise ValueError(
+            f"the training set needs {need / 2**30:.1f} GiB on the devices as {storage_dtype} but "
+            f"{where} is {free / 2**30:.1f} GiB: {hint}"
+        )
+    return need
+
+
+class DeviceBatches:
+    """Global training batches of steps start + 1 .. total, gathered on the devices."""
+
+    def __init__(
+        self,
+        source,
+        batch_size: int,
+        seed: int,
+        mesh: Mesh,
+        storage_dtype: str = "float32",
+        start: int = 0,
+        total: int | None = None,
+        progress: bool = True,
+    ):
+        if storage_dtype not in STORAGE_DTYPES:
+            raise ValueError(f"data.storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {storage_dtype!r}")
+        self.mesh, self.seed = mesh, seed
+        self.devices = mesh.devices.size
+        self.local_batch = batch_size // self.devices
+        self.per_device = len(source) // self.devices
+        self.steps_per_epoch = self.per_device // self.local_batch
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"{len(source)} samples over {self.devices} devices make no batch of {batch_size}")
+        check_fits(self.per_device * self.devices, source.spec, storage_dtype, mesh)
+        self.seismic, self.velocity = self._load(source, STORAGE_DTYPES[storage_dtype], progress)
+        self._step, self._total = start, total
+        self._gather = jax.jit(
+            jax.shard_map(_local_gather, mesh=mesh, in_specs=P(parallel.DATA_AXIS), out_specs=P(parallel.DATA_AXIS))
+        )
+
+    def _load(self, source, dtype, progress: bool) -> tuple[jax.Array, jax.Array]:
+        """Each local device's shard, read and normalized a chunk at a time (host memory: one shard)."""
+        order = np.random.default_rng([self.seed, 2**31 - 1]).permutation(len(source))
+        shapes = pipeline_shapes(source.spec)
+        local = [(k, d) for k, d in enumerate(self.mesh.devices.flat) if d.process_index == jax.process_index()]
+        bar = None
+        if progress and jax.process_index() == 0:
+            from tqdm import tqdm
+
+            size = dataset_bytes(self.per_device * self.devices, source.spec, jnp.dtype(dtype).name)
+            desc = f"loading the training set onto the devices ({size / 2**30:.2f} GiB)"
+            bar = tqdm(total=self.per_device * len(local), unit="sample", desc=desc, dynamic_ncols=True)
+        seis_shards, vel_shards = [], []
+        for k, device in local:
+            rows = order[k * self.per_device : (k + 1) * self.per_device]
+            seis = np.empty((len(rows), *shapes[0]), dtype)
+            vel = np.empty((len(rows), *shapes[1]), dtype)
+            for lo in range(0, len(rows), _LOAD_CHUNK):
+                batch = pipeline.read_normalized(source, rows[lo : lo + _LOAD_CHUNK])
+                seis[lo : lo + _LOAD_CHUNK], vel[lo : lo + _LOAD_CHUNK] = batch["seismic"], batch["velocity"]
+                if bar is not None:
+                    bar.update(len(batch["seismic"]))
+            seis_shards.append(jax.device_put(seis, device))
+            vel_shards.append(jax.device_put(vel, device))
+            del seis, vel
+        if bar is not None:
+            bar.close()
+        sharding = NamedSharding(self.mesh, P(parallel.DATA_AXIS))
+        n = self.per_device * self.devices
+        return (
+            jax.make_array_from_single_device_arrays((n, *shapes[0]), sharding, seis_shards),
+            jax.make_array_from_single_device_arrays((n, *shapes[1]), sharding, vel_shards),
+        )
+
+    def indices(self, step: int) -> np.ndarray:
+        """(devices, local batch) positions within each device's shard for global batch ``step`` (0-based)."""
+        epoch, j = divmod(int(step), self.steps_per_epoch)
+        b = self.local_batch
+        return np.stack(
+            [
+                np.random.default_rng([self.seed, epoch, d]).permutation(self.per_device)[j * b : (j + 1) * b]
+                for d in range(self.devices)
+            ]
+        ).astype(np.int32)
+
+    def batch(self, step: int) -> dict[str, jax.Array]:
+        rows = self.indices(step)
+        local = rows[[k for k, d in enumerate(self.mesh.devices.flat) if d.process_index == jax.process_index()]]
+        idx = parallel.global_batch({"i": local}, self.mesh)["i"]
+        return self._gather(self.seismic, self.velocity, idx)
+
+    def __iter__(self) -> Iterator[dict[str, jax.Array]]:
+        return self
+
+    def __next__(self) -> dict[str, jax.Array]:
+        if self._total is not None and self._step >= self._total:
+            raise StopIteration
+        batch = self.batch(self._step)
+        self._step += 1
+        return batch
+
+    def close(self) -> None:
+        self.seismic = self.velocity = None
+
+
+def _local_gather(seismic: jax.Array, velocity: jax.Array, idx: jax.Array) -> dict[str, jax.Array]:
+    rows = idx[0]
+    return {"seismic": seismic[rows].astype(jnp.float32), "velocity": velocity[rows].astype(jnp.float32)}

@@ -1,0 +1,59 @@
+"""Device-resident training data: batches are a pure function of the step, each device's shard is
+covered once per epoch, resume is exact, bfloat16 storage trains like float32, too big is a clear error."""
+
+import jax
+import numpy as np
+import pytest
+from test_train import assert_trees_equal, params_of, smoke_config
+
+from fwi_jax import parallel
+from fwi_jax.data import pipeline
+from fwi_jax.data.datasets import get_dataset
+from fwi_jax.data.device import DeviceBatches, check_fits
+from fwi_jax.data.open import open_sources
+from fwi_jax.training.loop import train_and_evaluate
+
+
+def test_device_batches_are_the_right_samples_pure_in_the_step_and_cover_each_shard(cache_dir):
+    config = smoke_config(cache_dir)
+    train, _, spec = open_sources(config)
+    mesh = parallel.make_mesh()
+    data = DeviceBatches(train, 8, seed=0, mesh=mesh, progress=False)
+    assert (data.devices, data.per_device, data.local_batch, data.steps_per_epoch) == (8, 2, 1, 2)
+    again = DeviceBatches(train, 8, seed=0, mesh=mesh, start=3, progress=False)  # as a resumed run
+    for step in range(4):
+        jax.tree.map(np.testing.assert_array_equal, jax.device_get(data.batch(step)), jax.device_get(again.batch(step)))
+    for epoch in range(2):  # every sample of a shard once per epoch
+        rows = np.concatenate([data.indices(epoch * data.steps_per_epoch + j) for j in range(2)], axis=1)
+        assert all(sorted(r) == [0, 1] for r in rows)
+    # The gathered batch holds the samples the load order dealt to each device, normalized on the host.
+    order = np.random.default_rng([0, 2**31 - 1]).permutation(len(train))
+    rows = data.indices(1)[:, 0]
+    expected = pipeline.read_normalized(train, order[np.arange(8) * 2 + rows])
+    batch = jax.device_get(data.batch(1))
+    np.testing.assert_array_equal(batch["seismic"], expected["seismic"])
+    np.testing.assert_array_equal(batch["velocity"], expected["velocity"])
+
+
+def test_device_placement_resumes_exactly_and_bfloat16_storage_trains_close(cache_dir, tmp_path):
+    device = {"data.placement": "device"}
+    full = train_and_evaluate(smoke_config(cache_dir, **device), tmp_path / "full")
+    train_and_evaluate(smoke_config(cache_dir, **device, num_train_steps=3), tmp_path / "resumed")
+    resumed = train_and_evaluate(smoke_config(cache_dir, **device), tmp_path / "resumed")
+    assert_trees_equal(params_of(full), params_of(resumed))
+    bf16 = train_and_evaluate(smoke_config(cache_dir, **device, **{"data.storage_dtype": "bfloat16"}), tmp_path / "bf")
+    # bfloat16 keeps 8 mantissa bits of the normalized inputs: measured 1.7% apart after 4 steps.
+    assert bf16["train"]["loss"] == pytest.approx(full["train"]["loss"], rel=0.05)
+    assert bf16["val"]["ssim"] == pytest.approx(full["val"]["ssim"], abs=0.01)
+
+
+def test_a_training_set_too_big_for_the_devices_is_a_clear_error():
+    spec, mesh = get_dataset("flatvel-a"), parallel.make_mesh()
+    with pytest.raises(
+        ValueError,
+        match=r"needs 31.7 GiB on the devices as float32 but free memory is 20.0 GiB: "
+        r"set --config.data.storage_dtype=bfloat16 \(15.9 GiB\) or --config.data.placement=host",
+    ):
+        check_fits(24_000, spec, "float32", mesh, free=20 * 2**30)
+    with pytest.raises(ValueError, match=r"set --config.data.placement=host"):
+        check_fits(24_000, spec, "bfloat16", mesh, free=4 * 2**30)

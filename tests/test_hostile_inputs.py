@@ -34,7 +34,7 @@ NPY_CASES = {
         lambda p: np.save(p, np.array([{"a": 1}, None], dtype=object), allow_pickle=True),
         r"holds pickled Python objects .*it is never unpickled",
     ),
-    "garbage": (lambda p: p.write_bytes(os.urandom(3000)), r"is not a readable .npy file"),
+    "garbage": (lambda p: p.write_bytes(b"not a NumPy file\n" * 200), r"is not a readable .npy file"),
     "directory": (lambda p: p.mkdir(), r"is a directory, not a .npy file"),
     "shape": (lambda p: np.save(p, np.zeros((2, 5, 999, 70), np.float32)), r"has shape \(2, 5, 999, 70\)"),
     "dtype": (lambda p: np.save(p, GOOD.astype(np.int32)), r"has dtype int32"),
@@ -102,12 +102,12 @@ def test_bad_pth_files_are_named_and_import_writes_nothing(tmp_path, capsys):
     proc = subprocess.run([torchenv.torch_python(), "-c", script, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     (tmp_path / "empty.pth").write_bytes(b"")
-    (tmp_path / "garbage.pth").write_bytes(os.urandom(3000))
+    (tmp_path / "garbage.pth").write_bytes(b"not a PyTorch file\n" * 150)
     (tmp_path / "truncated.pth").write_bytes((tmp_path / "good.pth").read_bytes()[:200])
     (tmp_path / "folder.pth").mkdir()
     for name, reason in [
         ("empty", r"\(empty\)"),
-        ("garbage", r"\(UnpicklingError"),
+        ("garbage", r"\(\w+Error: "),
         ("truncated", r"\(RuntimeError: PytorchStreamReader"),
         ("code", r"\(UnpicklingError: Weights only load failed"),
         ("folder", r"\(a directory\)"),

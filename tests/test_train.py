@@ -394,10 +394,16 @@ def test_a_full_disk_stops_with_a_clear_error_and_the_rerun_resumes(cache_dir, t
         with pytest.raises(CheckpointWriteError) as e:
             train_and_evaluate(config, fs / "run")
         assert "No space left on device" in str(e.value)
-        assert re.search(r"the checkpoints already there are intact \(steps 2\).*rerun the same command", str(e.value))
+        # Which saves still fit depends on when the asynchronous writes land: step 2's always does.
+        assert re.search(
+            r"the checkpoints already there are intact \(steps 2(, 4)?\).*rerun the same command", str(e.value)
+        )
         subprocess.run(["mount", "-o", "remount,size=64m", str(fs)], check=True)  # space freed
         resumed = train_and_evaluate(config, fs / "run")
-        assert resumed["step"] == 8 and "2" not in [r["step"] for r in read_jsonl(fs / "run" / "metrics.jsonl")][-3:]
+        assert resumed["step"] == 8 and int(resumed["state"].step) == 8
+        ckpt = Checkpointer(fs / "run")
+        assert ckpt.latest_step() == 8 and ckpt.best_step() is not None
+        ckpt.close()
     finally:
         subprocess.run(["umount", "-l", str(fs)], capture_output=True)  # lazily: Orbax threads may hold files
 

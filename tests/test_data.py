@@ -1,12 +1,19 @@
 """Normalization, memory-mapped sources, split files and the grain pipeline, on small files."""
 
+import jax
 import numpy as np
 import pytest
 
 from fwi_jax.data import pipeline
 from fwi_jax.data.datasets import DATASETS, get_dataset
 from fwi_jax.data.sources import OpenFWISource, read_split
-from fwi_jax.data.transforms import denormalize_velocity, log_transform, normalize_seismic, normalize_velocity
+from fwi_jax.data.transforms import (
+    denormalize_velocity,
+    log_transform,
+    normalize_seismic,
+    normalize_velocity,
+    prepare_batch,
+)
 
 SPEC = get_dataset("flatvel-a")
 
@@ -93,9 +100,10 @@ def test_nan_sample_is_named(tmp_path):
 def test_train_batches_are_deterministic_resumable_and_sharded(tmp_path):
     (tmp_path / "s.txt").write_text("".join(write_pair(tmp_path, k, 5) for k in (1, 2)))
     src = OpenFWISource(read_split(tmp_path / "s.txt"), SPEC)  # 10 samples, batch 4: 2 steps/epoch
-    full = [b["velocity"] for b in pipeline.train_batches(src, 4, seed=3, start_step=0, num_steps=6, num_threads=2)]
-    resumed = [b["velocity"] for b in pipeline.train_batches(src, 4, seed=3, start_step=3, num_steps=6)]
-    assert len(full) == 6 and all(b.shape == (4, 70, 70, 1) for b in full)
+    vel = "raw_velocity"
+    full = [b[vel] for b in pipeline.train_batches(src, 4, seed=3, start_step=0, num_steps=6, num_threads=2)]
+    resumed = [b[vel] for b in pipeline.train_batches(src, 4, seed=3, start_step=3, num_steps=6, num_threads=1)]
+    assert len(full) == 6 and all(b.shape == (4, 1, 70, 70) and b.dtype == np.float32 for b in full)
     for a, b in zip(full[3:], resumed, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(full[0], full[2])  # epochs reshuffle
@@ -103,8 +111,22 @@ def test_train_batches_are_deterministic_resumable_and_sharded(tmp_path):
         next(pipeline.train_batches(src, 4, seed=3, start_step=0, num_steps=1, process_index=p, process_count=2))
         for p in (0, 1)
     ]
-    np.testing.assert_array_equal(np.concatenate([h["velocity"] for h in halves]), full[0])
-    assert np.abs(full[0]).max() <= 1.0  # normalized
+    np.testing.assert_array_equal(np.concatenate([h[vel] for h in halves]), full[0])
+    idx = pipeline.batch_indices(len(src), 4, seed=3, step=4)
+    np.testing.assert_array_equal(full[4], np.stack([src[int(i)][1] for i in idx]))  # raw, as on disk
+
+
+def test_on_device_normalization_equals_the_numpy_transform(tmp_path):
+    (tmp_path / "s.txt").write_text(write_pair(tmp_path, 1, 3))
+    src = OpenFWISource(read_split(tmp_path / "s.txt"), SPEC)
+    raw = pipeline.read_raw(src, np.arange(3), threads=2)
+    on_device, finite = jax.jit(prepare_batch, static_argnums=1)(raw, SPEC)
+    host = pipeline.read_normalized(src, np.arange(3))
+    assert bool(finite) and on_device["seismic"].dtype == np.float32
+    np.testing.assert_allclose(on_device["seismic"], host["seismic"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(on_device["velocity"], host["velocity"], rtol=0, atol=1e-6)
+    raw["raw_seismic"][2, 1, 5, 5] = np.inf
+    assert not bool(jax.jit(prepare_batch, static_argnums=1)(raw, SPEC)[1])
 
 
 def test_eval_batches_pad_and_mask_every_sample_once(tmp_path):

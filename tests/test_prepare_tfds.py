@@ -114,8 +114,8 @@ def test_source_pickles_and_worker_processes_give_the_same_batches(tmp_path):
     it.close()
     assert len(workers) == 5
     for a, b in zip(threads, workers, strict=True):
-        np.testing.assert_array_equal(a["seismic"], b["seismic"])
-        np.testing.assert_array_equal(a["velocity"], b["velocity"])
+        np.testing.assert_array_equal(a["raw_seismic"], b["raw_seismic"])
+        np.testing.assert_array_equal(a["raw_velocity"], b["raw_velocity"])
 
 
 tfds_openfwi = pytest.importorskip("fwi_jax.data.tfds_openfwi", reason="tensorflow-datasets not installed")

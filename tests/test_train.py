@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from fwi_jax.checkpointing import Checkpointer, CheckpointWriteError, restore_or
 from fwi_jax.config import quickstart_config
 from fwi_jax.data import velocity
 from fwi_jax.data.datasets import get_dataset
+from fwi_jax.data.open import open_sources
 from fwi_jax.data.transforms import normalize_velocity
 from fwi_jax.training import objectives
 from fwi_jax.training.loop import train_and_evaluate
@@ -330,6 +332,21 @@ def test_nan_loss_stops_training_naming_the_step(cache_dir, tmp_path, monkeypatc
     monkeypatch.setattr(metrics, "loss_fn", lambda *a: (jnp.nan * real(*a)[0], real(*a)[1]))
     with pytest.raises(FloatingPointError, match=r"training loss became nan at step 1 "):
         train_and_evaluate(smoke_config(cache_dir), tmp_path)
+
+
+def test_nan_in_the_training_data_is_found_on_the_devices_and_named(cache_dir, tmp_path):
+    """The host reads raw bytes only; the step flags NaN / inf and the run names the sample."""
+    config = smoke_config(cache_dir, num_train_steps=3, checkpoint_every_steps=100)
+    generated = Path(open_sources(config)[0].files[0][0]).parent.parent
+    shutil.copytree(generated, tmp_path / "data")
+    seis_file = open_sources(config)[0].files[0][0].relative_to(generated)
+    seis = np.load(tmp_path / "data" / seis_file)
+    seis[3, 2, 100, 7] = np.nan
+    np.save(tmp_path / "data" / seis_file, seis)
+    nan_data = {"data.source": "openfwi", "data.root": str(tmp_path / "data"), "log_every_steps": 3}
+    with pytest.raises(ValueError, match=rf"sample 3 of {seis_file.name} / .* holds NaN or inf; fix or drop that file"):
+        train_and_evaluate(smoke_config(cache_dir, num_train_steps=3, **nan_data), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
 
 
 def cli(args, cache_dir, **kw):

@@ -1,5 +1,10 @@
 """grain input pipelines: deterministic training batches by step, padded-and-masked evaluation.
 
+Training batches are raw: the host copies each sample's bytes out of its file (the reads of one
+batch in parallel threads) and does no arithmetic; the jitted step transposes, normalizes and
+checks them for NaN / inf on the devices (`transforms.prepare_batch`), and `named_nonfinite`
+re-reads a flagged step's samples to name the file.
+
 Batch ``step`` of a run holds the samples ``perm(seed, epoch)[j * B : (j + 1) * B]`` with
 ``epoch, j = divmod(step, steps_per_epoch)``: resuming at a step needs nothing but the step, and
 every process takes its own contiguous slice of the global batch, and the data position saved in a
@@ -15,12 +20,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grain
 import numpy as np
 
 from fwi_jax.data.datasets import DatasetSpec
-from fwi_jax.data.transforms import normalize_seismic, normalize_velocity
+from fwi_jax.data.transforms import RAW_SEISMIC, RAW_VELOCITY, normalize_seismic, normalize_velocity
 
 
 def to_example(seismic: np.ndarray, velocity: np.ndarray, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -42,10 +48,39 @@ def read_normalized(source, indices: np.ndarray) -> dict[str, np.ndarray]:
     vel = np.empty((len(indices), spec.depth, spec.width, 1), np.float32)
     for k, i in enumerate(indices):
         raw_s, raw_v = source[int(i)]
-        if not (np.all(np.isfinite(raw_s)) and np.all(np.isfinite(raw_v))):
-            raise ValueError(f"{source.describe(int(i))} holds NaN or inf; fix or drop that file")
+        _check_finite(source, i, raw_s, raw_v)
         seis[k], vel[k] = to_example(raw_s, raw_v, spec)
     return {"seismic": seis, "velocity": vel}
+
+
+def _check_finite(source, index: int, seismic: np.ndarray, velocity: np.ndarray) -> None:
+    if not (np.all(np.isfinite(seismic)) and np.all(np.isfinite(velocity))):
+        raise ValueError(f"{source.describe(int(index))} holds NaN or inf; fix or drop that file")
+
+
+@functools.lru_cache(maxsize=1)
+def _read_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="fwi_jax-read")  # one per process (grain workers too)
+
+
+def read_raw(source, indices: np.ndarray, threads: int = 1, check: bool = False) -> dict[str, np.ndarray]:
+    """Samples ``indices`` as on disk, (B, S, T, R) / (B, 1, H, W) float32, read by ``threads``
+    threads in parallel (copies release the GIL); ``check`` names a NaN / inf sample on the host."""
+    spec = source.spec
+    seis = np.empty((len(indices), *spec.seismic_shape), np.float32)
+    vel = np.empty((len(indices), *spec.velocity_shape), np.float32)
+
+    def read(k: int) -> None:
+        seis[k], vel[k] = source[int(indices[k])]
+        if check:
+            _check_finite(source, indices[k], seis[k], vel[k])
+
+    if threads > 1 and len(indices) > 1:
+        list(_read_pool(threads).map(read, range(len(indices))))
+    else:
+        for k in range(len(indices)):
+            read(k)
+    return {RAW_SEISMIC: seis, RAW_VELOCITY: vel}
 
 
 def _iterate(ds: grain.MapDataset, num_threads: int, prefetch: int, num_workers: int):
@@ -80,6 +115,12 @@ def _check_batch(global_batch: int, process_count: int) -> int:
     return global_batch // process_count
 
 
+def batch_indices(num_samples: int, global_batch: int, seed: int, step: int) -> np.ndarray:
+    """Global sample indices of training batch ``step`` (0-based; it feeds step ``step + 1``)."""
+    epoch, j = divmod(int(step), steps_per_epoch(num_samples, global_batch))
+    return _permutation(seed, epoch, num_samples)[j * global_batch : (j + 1) * global_batch]
+
+
 def train_batches(
     source,
     global_batch: int,
@@ -93,18 +134,30 @@ def train_batches(
     prefetch: int = 4,
     num_workers: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Host-local batches for steps start_step .. num_steps - 1 (batch k feeds step k + 1)."""
+    """Host-local raw batches for steps start_step .. num_steps - 1 (batch k feeds step k + 1);
+    `transforms.prepare_batch` normalizes them inside the jitted step."""
     local = _check_batch(global_batch, process_count)
-    spe = steps_per_epoch(len(source), global_batch)
-    if spe < 1:
+    if steps_per_epoch(len(source), global_batch) < 1:
         raise ValueError(f"the training set has {len(source)} samples, fewer than one batch of {global_batch}")
 
     def load(step: int) -> dict[str, np.ndarray]:
-        epoch, j = divmod(int(step), spe)
-        idx = _permutation(seed, epoch, len(source))[j * global_batch : (j + 1) * global_batch]
-        return read_normalized(source, idx[process_index * local : (process_index + 1) * local])
+        idx = batch_indices(len(source), global_batch, seed, step)
+        return read_raw(source, idx[process_index * local : (process_index + 1) * local], threads=num_threads)
 
-    return _iterate(grain.MapDataset.range(start_step, num_steps).map(load), num_threads, prefetch, num_workers)
+    # Two batches in flight, each read by the shared pool of num_threads threads.
+    ds = grain.MapDataset.range(start_step, num_steps).map(load)
+    return _iterate(ds, min(num_threads, 2), prefetch, num_workers)
+
+
+def named_nonfinite(source, global_batch: int, seed: int, steps: range) -> str | None:
+    """Which sample of training batches ``steps`` (0-based) holds NaN or inf, re-read on the host."""
+    for step in steps:
+        for i in batch_indices(len(source), global_batch, seed, step):
+            try:
+                _check_finite(source, i, *source[int(i)])
+            except ValueError as e:
+                return f"{e} (read for step {step + 1})"
+    return None
 
 
 def eval_batches(
@@ -115,17 +168,20 @@ def eval_batches(
     process_count: int = 1,
     num_threads: int = 4,
     num_workers: int = 0,
+    raw: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Every sample exactly once, in order; the last batch is zero-padded with ``mask`` 0."""
+    """Every sample exactly once, in order; the last batch is zero-padded with ``mask`` 0.
+    ``raw``: as on disk (for the jitted steps, which normalize), else normalized NHWC."""
     local = _check_batch(global_batch, process_count)
     n = len(source)
 
     def load(b: int) -> dict[str, np.ndarray]:
         idx = np.arange(b * global_batch, (b + 1) * global_batch)[process_index * local : (process_index + 1) * local]
         valid = idx < n
-        batch = read_normalized(source, np.where(valid, idx, 0))
-        batch["seismic"][~valid] = 0.0
-        batch["velocity"][~valid] = 0.0
+        idx = np.where(valid, idx, 0)
+        batch = read_raw(source, idx, check=True) if raw else read_normalized(source, idx)
+        for v in batch.values():
+            v[~valid] = 0.0
         batch["mask"] = valid.astype(np.float32)
         return batch
 

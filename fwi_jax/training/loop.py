@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from fwi_jax.checkpointing import Checkpointer, config_to_json, restore_or_init
 from fwi_jax.data import pipeline
 from fwi_jax.data.device import DeviceBatches
 from fwi_jax.data.open import open_sources
+from fwi_jax.data.transfer import DevicePrefetch
 from fwi_jax.data.transforms import velocity_unit
 from fwi_jax.training.runlog import RunLog, StopFlag, WorkdirLock, check_state
 from fwi_jax.training.steps import Steps, TrainState, make_steps
@@ -68,6 +70,7 @@ def evaluate(state: TrainState, source, steps: Steps, batch_size: int, data: ml_
             process_count=jax.process_count(),
             num_threads=data.num_threads,
             num_workers=data.num_workers,
+            raw=True,
         )
     ) as batches:
         for batch in batches:
@@ -113,6 +116,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
         cleanup.callback(ckpt.close)
         log = RunLog.of(workdir, config, plan.steps_per_epoch, plan.total_steps, start)
         cleanup.callback(log.close)
+        if config.data.placement == "host":  # device-resident data are checked as they load
+            log.name_bad_inputs = functools.partial(pipeline.named_nonfinite, train_src, config.batch_size, config.seed)
         batches = _train_batches(train_src, config, mesh, start, plan.total_steps)
         cleanup.callback(batches.close)
         stop = cleanup.enter_context(StopFlag())
@@ -168,7 +173,7 @@ def _use_compilation_cache(directory: str) -> None:
 
 def _train_batches(source, config: ml_collections.ConfigDict, mesh, start: int, total_steps: int):
     """Global batches of steps start + 1 .. total_steps: gathered on the devices (placement=device) or
-    read by this process's grain pipeline and assembled across processes (placement=host)."""
+    read raw by this process's grain pipeline and copied to the devices two steps ahead (placement=host)."""
     if config.data.placement == "device":
         return DeviceBatches(
             source, config.batch_size, config.seed, mesh, config.data.storage_dtype, start, total_steps,
@@ -185,25 +190,14 @@ def _train_batches(source, config: ml_collections.ConfigDict, mesh, start: int, 
         num_threads=config.data.num_threads,
         num_workers=config.data.num_workers,
     )
-    return _GlobalBatches(host, mesh)
-
-
-class _GlobalBatches:
-    def __init__(self, host, mesh):
-        self.host, self.mesh = host, mesh
-
-    def __next__(self) -> dict:
-        return parallel.global_batch(next(self.host), self.mesh)
-
-    def close(self) -> None:
-        self.host.close()
+    return DevicePrefetch(host, mesh, depth=2)
 
 
 def _plot_predictions(path: Path, state: TrainState, steps: Steps, source, batch_size: int, count: int) -> None:
     from fwi_jax import viz
 
-    batch = next(pipeline.eval_batches(source, batch_size, num_threads=1))
     n = min(count, len(source), batch_size)
+    batch = pipeline.read_normalized(source, np.arange(batch_size) % len(source))
     pred = np.asarray(steps.predict(state, batch["seismic"]))
     viz.save_prediction_grid(path, batch["velocity"][:n, ..., 0], pred[:n, ..., 0], steps.spec)
 

@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -149,6 +150,8 @@ class RunLog:
         self._pending: list[dict] = []
         self._t, self._t_step = time.perf_counter(), start
         self._bar = None
+        # steps (0-based range) -> a message naming the sample with NaN / inf, when inputs are flagged
+        self.name_bad_inputs: Callable[[range], str | None] | None = None
         if progress and jax.process_index() == 0:
             from tqdm import tqdm
 
@@ -173,8 +176,10 @@ class RunLog:
             return
         host = jax.device_get(self._pending)
         self._pending = []
+        first = step - len(host) + 1
+        self._check_inputs(np.array([h.get("inputs_finite", 1.0) for h in host]), first, last_checkpoint)
         losses, finite = (np.array([h[k] for h in host]) for k in ("loss", "finite"))
-        check_finite(losses, finite, step - len(host) + 1, last_checkpoint)
+        check_finite(losses, finite, first, last_checkpoint)
         now = time.perf_counter()
         rate = (step - self._t_step) / max(now - self._t, 1e-9)
         self._t, self._t_step = now, step
@@ -191,6 +196,15 @@ class RunLog:
                 loss=f"{self.train_metrics['loss']:.4f}", sps=f"{rate:.2f}", samples_s=samples_s, refresh=False
             )
             self._bar.update(step - self._bar.n)
+
+    def _check_inputs(self, inputs_finite: np.ndarray, first: int, last_checkpoint: int | None) -> None:
+        """NaN / inf in a step's raw inputs (flagged on the devices) is named by re-reading that step's samples."""
+        if inputs_finite.min() >= 1:
+            return
+        bad = first + int(np.argmax(inputs_finite < 1))
+        named = self.name_bad_inputs(range(bad - 1, bad)) if self.name_bad_inputs else None
+        what = named or f"the training inputs of step {bad} hold NaN or inf; fix or drop the file that holds them"
+        raise ValueError(f"{what}; {_checkpoint_note(last_checkpoint)}")
 
     def val(self, step: int, metrics: dict[str, float], last_checkpoint: int | None) -> None:
         check_finite_metrics(metrics, step, "validation metrics", last_checkpoint)

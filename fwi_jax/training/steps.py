@@ -23,6 +23,7 @@ from fwi_jax import metrics as metrics_lib
 from fwi_jax import parallel
 from fwi_jax.checkpointing import abstract_like
 from fwi_jax.data.datasets import DatasetSpec
+from fwi_jax.data.transforms import prepare_batch
 from fwi_jax.models import build_model
 from fwi_jax.training.objectives import Objective, make_objective
 
@@ -100,9 +101,13 @@ def _network_update(state: TrainState, batch: dict, tx, objective: Objective) ->
     return new_state, {"loss": loss, **parts, "grad_norm": optax.tree.norm(grads)}
 
 
-def train_step(state: TrainState, batch: dict, *, tx, objective: Objective, schedule) -> tuple[TrainState, dict]:
-    """One step on a global batch: the objective's own update, then the network's (on every
-    `objective.update_every`-th step). BatchNorm statistics span the whole batch."""
+def train_step(
+    state: TrainState, batch: dict, *, tx, objective: Objective, schedule, spec: DatasetSpec
+) -> tuple[TrainState, dict]:
+    """One step on a global batch (raw from the host or normalized on the devices): the objective's
+    own update, then the network's (on every `objective.update_every`-th step). BatchNorm
+    statistics span the whole batch. ``inputs_finite`` 0 flags NaN / inf in the raw inputs."""
+    batch, inputs_finite = prepare_batch(batch, spec)
     rng, lr = jax.random.fold_in(state.rng, state.step), schedule(state.step)
     extra, batch_stats, extra_metrics = objective.update_extra(state.extra, state.params, state.batch_stats, batch, rng)
     state = state.replace(extra=extra, batch_stats=batch_stats)
@@ -117,7 +122,7 @@ def train_step(state: TrainState, batch: dict, *, tx, objective: Objective, sche
         due = (state.step + 1) % objective.update_every == 0
         state, grad_norm = jax.lax.cond(due, update, lambda s: (s, jnp.zeros((), jnp.float32)), state)
         metrics = {"grad_norm": grad_norm, "network_updated": due.astype(jnp.float32)}
-    metrics = {**metrics, **extra_metrics, "lr": lr}
+    metrics = {**metrics, **extra_metrics, "lr": lr, "inputs_finite": inputs_finite.astype(jnp.float32)}
     # The run log stops the run on a 0 here: parameters follow from finite losses and gradients, the
     # running statistics and the objective's state are checked directly (they can go bad alone).
     finite = _all_finite((metrics, state.batch_stats, state.extra))
@@ -135,8 +140,9 @@ def predict_step(state: TrainState, seismic: jax.Array, *, model: nn.Module) -> 
     return model.apply({"params": state.params, "batch_stats": state.batch_stats}, seismic, train=False)
 
 
-def eval_step(state: TrainState, batch: dict, *, model: nn.Module) -> dict:
-    """Masked metric sums of one global batch (reduce on the host with metrics.finalize)."""
+def eval_step(state: TrainState, batch: dict, *, model: nn.Module, spec: DatasetSpec) -> dict:
+    """Masked metric sums of one global batch, raw or normalized (reduce on the host with metrics.finalize)."""
+    batch, _ = prepare_batch(batch, spec)  # raw eval batches were checked for NaN / inf on the host
     return metrics_lib.metric_sums(predict_step(state, batch["seismic"], model=model), batch["velocity"], batch["mask"])
 
 
@@ -183,12 +189,14 @@ def make_steps(config: ml_collections.ConfigDict, spec: DatasetSpec, mesh: Mesh,
     objective = make_objective(config, model, spec)
     repl, batch = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     train = jax.jit(
-        functools.partial(train_step, tx=tx, objective=objective, schedule=schedule),
+        functools.partial(train_step, tx=tx, objective=objective, schedule=schedule, spec=spec),
         in_shardings=(repl, batch),
         out_shardings=(repl, repl),
         donate_argnums=0,
     )
-    evaluate = jax.jit(functools.partial(eval_step, model=model), in_shardings=(repl, batch), out_shardings=repl)
+    evaluate = jax.jit(
+        functools.partial(eval_step, model=model, spec=spec), in_shardings=(repl, batch), out_shardings=repl
+    )
     predict = jax.jit(functools.partial(predict_step, model=model), in_shardings=(repl, batch), out_shardings=repl)
     finite = jax.jit(_all_finite, in_shardings=(repl,))
     return Steps(model, tx, schedule, objective, spec, int(config.seed), mesh, train, evaluate, predict, finite)

@@ -65,7 +65,7 @@ def measure(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     n = 0
     for batch in it:
-        n += len(batch["seismic"])
+        n += len(batch["raw_seismic"])
     dt = time.perf_counter() - t
     it.close()
     stop.set()

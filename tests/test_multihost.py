@@ -68,9 +68,11 @@ def restore_params(workdir):
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_one(tmp_path):
+@pytest.mark.parametrize("placement", ["host", "device"])
+def test_two_processes_train_like_one(tmp_path, placement):
     cache = tmp_path / "datasets"
-    single = subprocess.run(train_cmd(tmp_path / "one", cache), env=env(8), capture_output=True, text=True)
+    data = [f"--config.data.placement={placement}"]
+    single = subprocess.run(train_cmd(tmp_path / "one", cache, *data), env=env(8), capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
 
     port = free_port()
@@ -83,6 +85,7 @@ def test_two_processes_train_like_one(tmp_path):
                 f"--coordinator-address=localhost:{port}",  # the dashed alias
                 "--num_processes=2",
                 f"--process_id={i}",
+                *data,
             ),
             env=env(4),
             stdout=subprocess.PIPE,
@@ -103,6 +106,8 @@ def test_two_processes_train_like_one(tmp_path):
     # shifted-product forms (a different rounding, amplified as in test_train's 1 vs 8 device test).
     np.testing.assert_allclose(losses(tmp_path / "two")[:1], losses(tmp_path / "one")[:1], rtol=1e-6)
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=3e-3)
+    if placement == "device":  # each process loaded its devices' shards; the same global batches (step 1 above)
+        return
     one, data_one = restore_params(tmp_path / "one")
     two, data_two = restore_params(tmp_path / "two")
     assert data_one == data_two == {"next_step": 3}

@@ -1,0 +1,240 @@
+"""Training throughput: the real training loop against its isolated jitted step, per data placement.
+
+    python benchmarks/train_throughput.py [--presets tiny openfwi] [--samples 384] [--out FILE]
+        [--placements host:0 host:2 device:float32 device:bfloat16] [--batch B] [--log-every N]
+
+For each model preset and placement (host with 0 and N grain workers, device with float32 and
+bfloat16 storage), one child process runs `train_and_evaluate` (the trainer's own code path:
+real .npy files generated once by fwi_jax, logging and checkpoints at the config's cadence,
+evaluation each epoch) and reads its samples/s from the run's own metrics (every logging window
+after the first, which holds compilation; evaluation is excluded as in the run log). The same
+child then times the jitted train step alone on batches already on the devices: loop / step says
+how much the input path and the loop cost. Host rows also time the raw-read pipeline alone.
+Peak RSS of each child is recorded; the device placement's data cost is its peak minus the host
+row's (same preset), against the dataset's stored size.
+
+Prints the roofline facts (FLOPs and bytes per sample, host pipeline samples/s per core, the
+samples/s an accelerator of --peak-tflops would need), a table, and writes a JSON list of rows.
+Targets: device loop / step >= 0.95; host >= 0.90 wherever the pipeline's rate is >= 3x the
+step's; device data RSS <= 1.2x its stored size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "train_throughput.json"
+BYTES_PER_SAMPLE = (5 * 1000 * 70 + 70 * 70) * 4  # float32 seismic + velocity, as on disk
+# Per preset: forced CPU devices, batch, logging window, windows timed (+1 for compilation), steps timed alone.
+PRESETS = {
+    "tiny": {"devices": 8, "batch": 16, "log_every": 50, "windows": 3, "step_reps": 40},
+    "openfwi": {"devices": 1, "batch": 8, "log_every": 5, "windows": 2, "step_reps": 4},
+}
+PLACEMENTS = ["host:0", "host:2", "device:float32", "device:bfloat16"]  # host:WORKERS | device:STORAGE
+
+
+def parse_placement(text: str) -> tuple[str, str, int]:
+    kind, _, arg = text.partition(":")
+    if kind == "host" and arg.isdigit():
+        return "host", "float32", int(arg)
+    if kind == "device" and arg in ("float32", "bfloat16"):
+        return "device", arg, 0
+    raise argparse.ArgumentTypeError(f"placement {text!r}: use host:WORKERS or device:float32|bfloat16")
+
+
+def row_config(preset: str, placement: str, storage: str, workers: int, args: argparse.Namespace):
+    from fwi_jax.config import default_config
+
+    p = {**PRESETS[preset], **{k: v for k, v in (("batch", args.batch), ("log_every", args.log_every)) if v}}
+    c = default_config()
+    c.data.source, c.data.family, c.data.mode = "generated", "flatvel-a", "fast"
+    c.data.num_samples, c.data.file_size, c.data.val_files = args.samples, 64, 1
+    c.data.cache_dir = args.cache
+    c.data.placement, c.data.storage_dtype, c.data.num_workers = placement, storage, workers
+    c.model.dims, c.batch_size, c.log_every_steps = preset, p["batch"], p["log_every"]
+    c.num_train_steps = p["log_every"] * (p["windows"] + 1)
+    c.progress, c.tensorboard, c.num_plot_samples = False, False, 0
+    return c
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _pipeline_rate(config, source, batches: int = 12) -> float:
+    from fwi_jax.data import pipeline
+
+    d = config.data
+    it = pipeline.train_batches(
+        source, config.batch_size, 0, 0, batches + 2, num_threads=d.num_threads, num_workers=d.num_workers
+    )
+    next(it), next(it)  # start-up excluded
+    t, n = time.perf_counter(), 0
+    for batch in it:
+        n += len(batch["raw_seismic"])
+    rate = n / (time.perf_counter() - t)
+    it.close()
+    return rate
+
+
+def _step_rate(config, source, reps: int) -> tuple[float, float]:
+    """(samples/s of the jitted train step alone on 4 batches already on the devices, FLOPs per sample)."""
+    import jax
+    import numpy as np
+
+    from fwi_jax import parallel
+    from fwi_jax.data import pipeline
+    from fwi_jax.training.steps import make_steps
+
+    mesh = parallel.make_mesh()
+    steps = make_steps(config, source.spec, mesh, steps_per_epoch=100)
+    state = steps.init()
+    read = pipeline.read_raw if config.data.placement == "host" else pipeline.read_normalized
+    b = config.batch_size
+    batches = [parallel.global_batch(read(source, np.arange(k * b, (k + 1) * b)), mesh) for k in range(4)]
+    flops = steps.train.lower(state, batches[0]).cost_analysis().get("flops", 0.0) / b
+    state, m = steps.train(state, batches[0])
+    jax.block_until_ready(m)
+    t = time.perf_counter()
+    for k in range(reps):
+        state, m = steps.train(state, batches[k % 4])
+    jax.block_until_ready((state, m))
+    return reps * b / (time.perf_counter() - t), flops
+
+
+def child(args: argparse.Namespace) -> None:
+    """One row: the loop, then the step alone; prints one JSON line."""
+    import numpy as np
+
+    from fwi_jax.data.device import dataset_bytes
+    from fwi_jax.data.open import open_sources
+    from fwi_jax.training.loop import train_and_evaluate
+
+    config = row_config(args.preset, args.placement, args.storage, args.workers, args)
+    train_src, _, spec = open_sources(config)
+    row = {"placement": args.placement, "storage_dtype": args.storage, "workers": args.workers}
+    import jax
+
+    row |= {"model": args.preset, "batch": config.batch_size, "devices": jax.device_count()}
+    row["device_kind"] = jax.devices()[0].device_kind
+    if args.placement == "host":
+        row["pipeline_samples_per_s"] = _pipeline_rate(config, train_src)
+    with tempfile.TemporaryDirectory() as workdir:
+        summary = train_and_evaluate(config, workdir)
+        windows = [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+    rates = [w["samples_per_s"] for w in windows if w.get("split") == "train"][1:]  # first: compilation
+    row["loop_samples_per_s"] = len(rates) / sum(1 / r for r in rates)  # equal windows: total samples / time
+    row["peak_rss_mb"] = _rss_mb()
+    row["stored_mb"] = dataset_bytes(len(train_src), spec, args.storage) / 2**20
+    row["step_samples_per_s"], row["flops_per_sample"] = _step_rate(
+        config, train_src, PRESETS[args.preset]["step_reps"]
+    )
+    row["loop_over_step"] = row["loop_samples_per_s"] / row["step_samples_per_s"]
+    row["steps"] = int(summary["step"])
+    row["train_samples"] = len(train_src)
+    print(json.dumps({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()}))
+
+
+def run_row(args, preset: str, placement: str, storage: str, workers: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    devices = PRESETS[preset]["devices"]
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    cmd = [sys.executable, __file__, "--child", "--preset", preset, "--placement", placement]
+    cmd += ["--storage", storage, "--workers", str(workers), "--samples", str(args.samples), "--cache", args.cache]
+    cmd += ["--batch", str(args.batch), "--log-every", str(args.log_every)]
+    t = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"  {preset} {placement} {storage} workers={workers}: loop {row['loop_samples_per_s']:.1f}, "
+        f"step {row['step_samples_per_s']:.1f} samples/s ({time.perf_counter() - t:.0f} s)",
+        flush=True,
+    )
+    return row
+
+
+def check_targets(rows: list[dict]) -> None:
+    for r in rows:
+        host_base = next(
+            (h for h in rows if h["model"] == r["model"] and h["placement"] == "host" and h["workers"] == 0), None
+        )
+        if r["placement"] == "device":
+            r["target"] = 0.95
+            if host_base:
+                r["data_rss_over_stored"] = (r["peak_rss_mb"] - host_base["peak_rss_mb"]) / r["stored_mb"]
+        else:
+            fast_enough = r["pipeline_samples_per_s"] >= 3 * r["step_samples_per_s"]
+            r["target"] = 0.90 if fast_enough else None
+        r["meets_target"] = None if r["target"] is None else bool(r["loop_over_step"] >= r["target"])
+
+
+def print_report(rows: list[dict], args) -> None:
+    cores = os.cpu_count() or 1
+    host = [r["pipeline_samples_per_s"] for r in rows if r["placement"] == "host" and r["workers"] == 0]
+    print(f"\nroofline facts ({cores} CPU cores, {platform.processor() or 'cpu'}):")
+    print(f"  bytes per sample on disk (float32): {BYTES_PER_SAMPLE / 2**20:.2f} MiB")
+    for preset in dict.fromkeys(r["model"] for r in rows):
+        flops = next(r["flops_per_sample"] for r in rows if r["model"] == preset)
+        need = args.peak_tflops * 1e12 * args.utilization / flops if flops else float("nan")
+        print(
+            f"  {preset}: {flops / 1e9:.2f} GFLOP per sample per train step (XLA cost analysis); an accelerator of "
+            f"{args.peak_tflops:.0f} bf16 TFLOP/s at {args.utilization:.0%} would train {need:,.0f} samples/s "
+            f"= {need * BYTES_PER_SAMPLE / 2**30:.1f} GiB/s of float32 input"
+        )
+    if host:
+        print(f"  host raw-read pipeline (0 workers): {max(host):.0f} samples/s = {max(host) / cores:.0f} per core")
+    print("\n| model | devices | batch | placement | storage | workers | pipeline samples/s | loop samples/s | "
+          "step samples/s | loop / step | target | peak RSS (MB) | data RSS / stored |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        pipe = f"{r['pipeline_samples_per_s']:.0f}" if "pipeline_samples_per_s" in r else "-"
+        target = "-" if r["target"] is None else f">= {r['target']:.2f} {'met' if r['meets_target'] else 'MISSED'}"
+        rss = f"{r['data_rss_over_stored']:.2f}" if "data_rss_over_stored" in r else "-"
+        print(
+            f"| {r['model']} | {r['devices']} | {r['batch']} | {r['placement']} | {r['storage_dtype']} | "
+            f"{r['workers']} | {pipe} | {r['loop_samples_per_s']:.1f} | {r['step_samples_per_s']:.1f} | "
+            f"{r['loop_over_step']:.2f} | {target} | {r['peak_rss_mb']:.0f} | {rss} |"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--placements", nargs="+", type=parse_placement, default=[parse_placement(x) for x in PLACEMENTS])
+    p.add_argument("--samples", type=int, default=384, help="generated samples (the last 64 are validation)")
+    p.add_argument("--batch", type=int, default=0, help="global batch (default: the preset's)")
+    p.add_argument("--log-every", type=int, default=0, help="logging window in steps (default: the preset's)")
+    p.add_argument("--cache", default=str(Path("~/.cache/fwi_jax/datasets").expanduser()))
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator bf16 peak (H100 SXM: 989)")
+    p.add_argument("--utilization", type=float, default=0.3)
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--preset", help=argparse.SUPPRESS)
+    p.add_argument("--placement", help=argparse.SUPPRESS)
+    p.add_argument("--storage", help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args)
+    rows = [run_row(args, preset, *placement) for preset in args.presets for placement in args.placements]
+    check_targets(rows)
+    print_report(rows, args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":  # grain spawns worker processes that re-import this file
+    main()

@@ -26,7 +26,7 @@ from fwi_jax import parallel
 from fwi_jax.data import pipeline
 
 STORAGE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_LOAD_CHUNK = 32  # samples read and normalized at a time on the host
+_LOAD_CHUNK = 8  # samples read and normalized at a time on the host
 
 
 def dataset_bytes(num_samples: int, spec, storage_dtype: str) -> int:

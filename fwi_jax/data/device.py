@@ -13,13 +13,14 @@ still sees the whole global batch.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
 from fwi_jax import parallel
@@ -97,7 +98,7 @@ class DeviceBatches:
         )
 
     def _load(self, source, dtype, progress: bool) -> tuple[jax.Array, jax.Array]:
-        """Each local device's shard, read and normalized a chunk at a time (host memory: one shard)."""
+        """Each local device's shard, read and normalized a chunk at a time (peak memory: the data + one chunk)."""
         order = np.random.default_rng([self.seed, 2**31 - 1]).permutation(len(source))
         shapes = pipeline_shapes(source.spec)
         local = [(k, d) for k, d in enumerate(self.mesh.devices.flat) if d.process_index == jax.process_index()]
@@ -111,16 +112,16 @@ class DeviceBatches:
         seis_shards, vel_shards = [], []
         for k, device in local:
             rows = order[k * self.per_device : (k + 1) * self.per_device]
-            seis = np.empty((len(rows), *shapes[0]), dtype)
-            vel = np.empty((len(rows), *shapes[1]), dtype)
+            # Filled in place a chunk at a time (donated buffers): peak memory ~ the data + one chunk.
+            seis, vel = _zeros((len(rows), *shapes[0]), dtype, device), _zeros((len(rows), *shapes[1]), dtype, device)
             for lo in range(0, len(rows), _LOAD_CHUNK):
                 batch = pipeline.read_normalized(source, rows[lo : lo + _LOAD_CHUNK])
-                seis[lo : lo + _LOAD_CHUNK], vel[lo : lo + _LOAD_CHUNK] = batch["seismic"], batch["velocity"]
+                seis = _put_rows(seis, jax.device_put(batch["seismic"].astype(dtype), device), lo)
+                vel = _put_rows(vel, jax.device_put(batch["velocity"].astype(dtype), device), lo)
                 if bar is not None:
                     bar.update(len(batch["seismic"]))
-            seis_shards.append(jax.device_put(seis, device))
-            vel_shards.append(jax.device_put(vel, device))
-            del seis, vel
+            seis_shards.append(seis)
+            vel_shards.append(vel)
         if bar is not None:
             bar.close()
         sharding = NamedSharding(self.mesh, P(parallel.DATA_AXIS))
@@ -159,6 +160,15 @@ class DeviceBatches:
 
     def close(self) -> None:
         self.seismic = self.velocity = None
+
+
+def _zeros(shape: tuple[int, ...], dtype, device) -> jax.Array:
+    return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=SingleDeviceSharding(device))()
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _put_rows(buffer: jax.Array, rows: jax.Array, start) -> jax.Array:
+    return jax.lax.dynamic_update_slice_in_dim(buffer, rows, start, axis=0)
 
 
 def _local_gather(seismic: jax.Array, velocity: jax.Array, idx: jax.Array) -> dict[str, jax.Array]:

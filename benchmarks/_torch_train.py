@@ -2,12 +2,13 @@
 ../shared/reference (AdamW, loss L1 + L2 (MSE), BatchNorm in train mode, per-step learning rate),
 on arrays and a batch order the JAX side wrote. Run under the PyTorch interpreter:
 
-    python _torch_train.py SPEC.json OUT.json [--halves]
+    python _torch_train.py SPEC.json OUT.json [--threads N]
 
 SPEC.json names the initial weights (.pth), the normalized train / validation arrays (.npy, NCHW),
-the per-step sample indices and the learning rate of each step. ``--halves`` reduces the loss over
-the two halves of each batch and averages them: the same number up to float32 summation order
-(the control for how far two PyTorch runs drift apart by rounding alone).
+the per-step sample indices and the learning rate of each step. ``--threads 1`` runs the same
+training on one thread: oneDNN then splits its convolution reductions differently, so the run
+differs from the default only in float32 summation order (the control for how far two PyTorch
+runs drift apart by rounding alone).
 """
 
 from __future__ import annotations
@@ -22,20 +23,18 @@ from torch import nn
 from torch_inversionnet import InversionNet
 
 
-def loss_of(pred: torch.Tensor, target: torch.Tensor, halves: bool) -> torch.Tensor:
-    if not halves:
-        return nn.functional.l1_loss(pred, target) + nn.functional.mse_loss(pred, target)
-    h = len(pred) // 2
-    parts = [(pred[:h], target[:h]), (pred[h:], target[h:])]
-    return sum(nn.functional.l1_loss(p, t) + nn.functional.mse_loss(p, t) for p, t in parts) / 2
+def loss_of(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return nn.functional.l1_loss(pred, target) + nn.functional.mse_loss(pred, target)
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("spec")
     p.add_argument("out")
-    p.add_argument("--halves", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     spec = json.loads(open(a.spec).read())
     torch.manual_seed(0)
     model = InversionNet(*spec["dims"])
@@ -50,7 +49,7 @@ def main() -> None:
         for group in opt.param_groups:
             group["lr"] = o["lr"][step]
         x, y = torch.from_numpy(np.ascontiguousarray(xs[idx])), torch.from_numpy(np.ascontiguousarray(ys[idx]))
-        loss = loss_of(model(x), y, a.halves)
+        loss = loss_of(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -62,7 +61,7 @@ def main() -> None:
     with torch.no_grad():
         val = np.load(spec["val_seismic"])
         pred = np.concatenate([model(torch.from_numpy(val[i : i + 16])).numpy() for i in range(0, len(val), 16)])
-    np.save(spec["prefix"] + ("_halves" if a.halves else "") + "_val_pred.npy", pred)
+    np.save(spec["prefix"] + f"_threads{a.threads}_val_pred.npy", pred)
     out = {"losses": losses, "seconds": seconds, "torch": torch.__version__, "threads": torch.get_num_threads()}
     open(a.out, "w").write(json.dumps(out))
 

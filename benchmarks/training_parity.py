@@ -1,6 +1,6 @@
 """Training parity: fwi_jax and a PyTorch loop written from the reference recipe, step for step.
 
-    python benchmarks/training_parity.py [--steps 300] [--out benchmarks/results/training_parity.json]
+    python benchmarks/training_parity.py [--steps 300] [--lr 1e-3] [--out FILE.json] [--picture FILE.png]
 
 Same data (the quickstart's generated FlatVel-A-like set, normalized once on the host and handed
 to both sides), the same initial weights (fwi_jax's initialization exported as a .pth with the
@@ -104,10 +104,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--picture", default=str(PICTURE))
+    p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the quickstart's 1e-3)")
     a = p.parse_args()
     python = torchenv.require_torch_python()
     config = quickstart_config()
     config.progress = False
+    if a.lr:
+        config.optim.lr = a.lr
     train_src, val_src, spec = open_sources(config)  # generates the quickstart data once (cached)
     mesh = parallel.make_mesh()
     steps = make_steps(config, spec, mesh, pipeline.steps_per_epoch(len(train_src), config.batch_size))

@@ -50,10 +50,16 @@ class MetricWriter:
             ) from None
 
     def close(self) -> None:
-        if self.enabled:
-            self._jsonl.close()
-            if self._tb is not None:
-                self._tb.close()
+        """Close the files; a failing flush (a full disk) is reported, never raised: closing runs while
+        another error (the one that names the problem) may be on its way out."""
+        if not self.enabled:
+            return
+        for name, f in (("metrics.jsonl", self._jsonl), ("TensorBoard events", self._tb)):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError as e:
+                print(f"warning: could not flush the {name} ({e.strerror})", file=sys.stderr)
 
 
 class StopFlag:

@@ -32,26 +32,21 @@ class DevicePrefetch:
     def _fill(self) -> None:
         try:
             for batch in self.host:
-                item = parallel.global_batch(batch, self.mesh)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._put(parallel.global_batch(batch, self.mesh)):
                     return
-            self._put_final(_DONE)
+            self._put(_DONE)
         except BaseException as e:  # handed to the consumer, raised where the batch was wanted
-            self._put_final(e)
+            self._put(e)
 
-    def _put_final(self, item) -> None:
+    def _put(self, item) -> bool:
+        """Queue ``item``, waiting for room; False when ``close`` stopped the thread first."""
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     def __iter__(self) -> DevicePrefetch:
         return self

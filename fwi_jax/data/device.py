@@ -31,7 +31,7 @@ _LOAD_CHUNK = 8  # samples read and normalized at a time on the host
 
 
 def dataset_bytes(num_samples: int, spec, storage_dtype: str) -> int:
-    per_sample = np.prod(pipeline_shapes(spec)[0]) + np.prod(pipeline_shapes(spec)[1])
+    per_sample = sum(np.prod(shape) for shape in pipeline_shapes(spec))
     return int(num_samples * per_sample * jnp.dtype(STORAGE_DTYPES[storage_dtype]).itemsize)
 
 
@@ -85,6 +85,8 @@ class DeviceBatches:
             raise ValueError(f"data.storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {storage_dtype!r}")
         self.mesh, self.seed = mesh, seed
         self.devices = mesh.devices.size
+        # positions in the mesh of this process's devices (it loads and indexes their shards only)
+        self._local = [k for k, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
         self.local_batch = batch_size // self.devices
         self.per_device = len(source) // self.devices
         self.steps_per_epoch = self.per_device // self.local_batch
@@ -101,7 +103,7 @@ class DeviceBatches:
         """Each local device's shard, read and normalized a chunk at a time (peak memory: the data + one chunk)."""
         order = np.random.default_rng([self.seed, 2**31 - 1]).permutation(len(source))
         shapes = pipeline_shapes(source.spec)
-        local = [(k, d) for k, d in enumerate(self.mesh.devices.flat) if d.process_index == jax.process_index()]
+        local = [(k, self.mesh.devices.flat[k]) for k in self._local]
         bar = None
         if progress and jax.process_index() == 0:
             from tqdm import tqdm
@@ -144,8 +146,7 @@ class DeviceBatches:
 
     def batch(self, step: int) -> dict[str, jax.Array]:
         rows = self.indices(step)
-        local = rows[[k for k, d in enumerate(self.mesh.devices.flat) if d.process_index == jax.process_index()]]
-        idx = parallel.global_batch({"i": local}, self.mesh)["i"]
+        idx = parallel.global_batch({"i": rows[self._local]}, self.mesh)["i"]
         return self._gather(self.seismic, self.velocity, idx)
 
     def __iter__(self) -> Iterator[dict[str, jax.Array]]:

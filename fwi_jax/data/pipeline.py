@@ -26,7 +26,13 @@ import grain
 import numpy as np
 
 from fwi_jax.data.datasets import DatasetSpec
-from fwi_jax.data.transforms import RAW_SEISMIC, RAW_VELOCITY, normalize_seismic, normalize_velocity
+from fwi_jax.data.transforms import (
+    RAW_SEISMIC,
+    RAW_VELOCITY,
+    normalize_seismic,
+    normalize_velocity,
+    prepare_batch,
+)
 
 
 def to_example(seismic: np.ndarray, velocity: np.ndarray, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -43,14 +49,7 @@ def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def read_normalized(source, indices: np.ndarray) -> dict[str, np.ndarray]:
     """Samples ``indices`` of ``source`` as normalized NHWC float32 arrays; NaN / inf samples are named."""
-    spec = source.spec
-    seis = np.empty((len(indices), spec.time_samples, spec.receivers, spec.shots), np.float32)
-    vel = np.empty((len(indices), spec.depth, spec.width, 1), np.float32)
-    for k, i in enumerate(indices):
-        raw_s, raw_v = source[int(i)]
-        _check_finite(source, i, raw_s, raw_v)
-        seis[k], vel[k] = to_example(raw_s, raw_v, spec)
-    return {"seismic": seis, "velocity": vel}
+    return prepare_batch(read_raw(source, indices, check=True), source.spec)[0]
 
 
 def _check_finite(source, index: int, seismic: np.ndarray, velocity: np.ndarray) -> None:

@@ -48,18 +48,20 @@ def velocity_unit(spec: DatasetSpec) -> float:
 RAW_SEISMIC, RAW_VELOCITY = "raw_seismic", "raw_velocity"
 
 
-def prepare_batch(batch: dict, spec: DatasetSpec) -> tuple[dict, jax.Array]:
-    """(normalized NHWC batch, all inputs finite) of a batch in either form, inside a jitted step.
+def prepare_batch(batch: dict, spec: DatasetSpec) -> tuple[dict, jax.Array | np.bool_]:
+    """(normalized NHWC float32 batch, all inputs finite) of a batch in either form.
 
     A raw batch (``raw_seismic`` (B, S, T, R), ``raw_velocity`` (B, 1, H, W), as on disk) is
-    transposed and normalized here, on the devices, so the host only reads bytes; a batch already
-    normalized (``seismic``, ``velocity``; device-resident data) passes through.
+    transposed and normalized: inside the jitted steps, on the devices, so the host only reads
+    bytes (numpy arrays are handled on the host the same way); a batch already normalized
+    (``seismic``, ``velocity``; device-resident data) passes through.
     """
     if RAW_SEISMIC not in batch:
         return batch, jnp.asarray(True)
     raw_s, raw_v = batch[RAW_SEISMIC], batch[RAW_VELOCITY]
-    finite = jnp.all(jnp.isfinite(raw_s)) & jnp.all(jnp.isfinite(raw_v))
+    xp = _xp(raw_s)
+    finite = xp.all(xp.isfinite(raw_s)) & xp.all(xp.isfinite(raw_v))
     out = {k: v for k, v in batch.items() if k not in (RAW_SEISMIC, RAW_VELOCITY)}
-    out["seismic"] = normalize_seismic(jnp.transpose(raw_s, (0, 2, 3, 1)), spec).astype(jnp.float32)
-    out["velocity"] = normalize_velocity(jnp.transpose(raw_v, (0, 2, 3, 1)), spec).astype(jnp.float32)
+    out["seismic"] = normalize_seismic(xp.transpose(raw_s, (0, 2, 3, 1)), spec).astype(xp.float32)
+    out["velocity"] = normalize_velocity(xp.transpose(raw_v, (0, 2, 3, 1)), spec).astype(xp.float32)
     return out, finite

@@ -61,6 +61,8 @@ def default_config() -> ml_collections.ConfigDict:
             objective="supervised",  # the training objective (fwi_jax.training.objectives)
             l1=1.0,  # OpenFWI -g1v
             l2=1.0,  # OpenFWI -g2v
+            physics=0.0,  # weight of the waveform misfit of the prediction (training.physics_loss)
+            physics_layout="released",  # acquisition columns the data were made with: released | shifted
         )
     )
     c.gan = _gan_defaults()  # loss.objective=velocitygan (configs/velocitygan.py)

@@ -53,6 +53,15 @@ def _predict_batch(trained: inference.Trained, x: np.ndarray, start: int, bs: in
     return denormalize_velocity(trained.predict_normalized(seis)[: len(raw)], spec)
 
 
+def predict_velocities(
+    trained: inference.Trained, x: np.ndarray, batch_size: int = 16, input_path="input"
+) -> np.ndarray:
+    """(N, H, W) m/s predictions of (N, S, T, R) raw seismic ``x``, in batches."""
+    n_dev = trained.mesh.devices.size
+    bs = -(-max(1, batch_size) // n_dev) * n_dev
+    return np.concatenate([_predict_batch(trained, x, i, bs, input_path) for i in range(0, len(x), bs)])
+
+
 def predict(
     workdir: str | Path,
     input_path: str | Path,

@@ -150,6 +150,37 @@ def save_family_grid(path: str | Path, maps: dict[str, np.ndarray], vmin: float 
     return _save(fig, path)
 
 
+def save_inversion(
+    path: str | Path,
+    start: np.ndarray,
+    result: np.ndarray,
+    truth: np.ndarray | None = None,
+    vmin: float = 1500,
+    vmax: float = 4500,
+    title: str = "",
+) -> Path:
+    """start | FWI result | truth | error of one (H, W) m/s model; without truth the error panel
+    shows the update (result - start)."""
+    panels = [(start, "start"), (result, "FWI result")] + ([(truth, "truth")] if truth is not None else [])
+    diff, label = (result - truth, "result - truth") if truth is not None else (result - start, "result - start")
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.0 * (len(panels) + 1), 3.0), constrained_layout=True)
+    for ax, (img, name) in zip(axes, panels, strict=False):
+        im = ax.imshow(img, cmap="jet", vmin=vmin, vmax=vmax)
+        mae = f" (MAE {np.abs(img - truth).mean():.0f} m/s)" if truth is not None and img is not truth else ""
+        ax.set_title(name + mae, fontsize=9)
+    lim = max(float(np.abs(diff).max()), 1.0)
+    err = axes[-1].imshow(diff, cmap="seismic", vmin=-lim, vmax=lim)
+    axes[-1].set_title(label, fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes[:-1], label="velocity (m/s)", shrink=0.8)
+    fig.colorbar(err, ax=axes[-1], label="m/s", shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     """python -m fwi_jax.viz {families,curves,gathers,velocity} ..."""
 

@@ -9,6 +9,7 @@ padded to a multiple of the device count and spread with ``shard_map``; with
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import jax
@@ -53,6 +54,14 @@ class _Model:
         self.rec_x, self.rec_z = np.asarray(g.rec_x) + n, g.rec_z + n
         self.vmin = lax.stop_gradient(jnp.min(v, axis=(1, 2)))  # min / max are kinks: no gradient through them
         self.vmax = lax.stop_gradient(jnp.max(v, axis=(1, 2)))
+
+    def fields(self) -> dict:
+        return {"a": self.a, "amps": self.amps, "vmin": self.vmin, "vmax": self.vmax}
+
+    def with_fields(self, fields: dict) -> _Model:
+        other = copy.copy(self)
+        other.__dict__.update(fields)
+        return other
 
 
 def _exact_task(m: _Model, g: Geometry, wavelet, task_model, *, boundary, pml, pml_r, unroll):
@@ -106,16 +115,20 @@ def _forward_impl(v, wavelet, *, geometry, mode, boundary, pml, pml_r, ndev, gro
     flat = np.minimum(np.arange(ntask * group), total - 1).reshape(ntask, group)
     task_model, task_shot = flat // s, flat % s
     task_src = np.stack([np.full(flat.shape, m.src_row), m.src_cols[task_shot]], axis=-1)
-    one = _MODES[mode][1](m, g, wavelet, task_model, boundary=boundary, pml=pml, pml_r=pml_r, unroll=unroll)
+    build = functools.partial(_MODES[mode][1], g=g, task_model=task_model, boundary=boundary, pml=pml, pml_r=pml_r)
 
-    def run(tm, ts, tsrc):
+    def run(tm, ts, tsrc, shared):
+        fields, wavelet = shared
+        # The model's arrays enter as arguments, not closures: under an outer jit (e.g. a line search's
+        # while loop) a closed-over array can carry a sharding of another mesh than shard_map's.
+        one = build(m.with_fields(fields), wavelet=wavelet, unroll=unroll)
         return lax.map(lambda t: one(*t), (tm, ts, tsrc))
 
     tasks = tuple(jnp.asarray(t, jnp.int32) for t in (task_model, task_shot, task_src))
     if ndev > 1:
         mesh = Mesh(np.asarray(jax.local_devices()[:ndev]), ("tasks",))
-        run = jax.shard_map(run, mesh=mesh, in_specs=P("tasks"), out_specs=P("tasks"))
-    rec = run(*tasks)  # (tasks, nt, group, R)
+        run = jax.shard_map(run, mesh=mesh, in_specs=(P("tasks"),) * 3 + (P(),), out_specs=P("tasks"))
+    rec = run(*tasks, (m.fields(), wavelet))  # (tasks, nt, group, R)
     rec = jnp.swapaxes(rec, 1, 2).reshape(ntask * group, g.nt, g.num_receivers)[:total]
     return rec.reshape(bsz, s, g.nt, g.num_receivers)
 

@@ -4,12 +4,17 @@
         {"cmd": "setup", "models": "MODELS.npy"}       load (B, 70, 70) maps, warm up
         {"cmd": "time", "batch": N}                    seconds for the first N models
         {"cmd": "data", "batch": N, "out": "OUT.npy"}  their receiver data, deepwave's raw convention
+        {"cmd": "grad_setup", "start": "START.npy"}    gradient mode (gradient.py): misfit of START's data
+                                                       against the loaded models' data
+        {"cmd": "grad_time", "batch": N}               seconds for N gradients (forward + backward)
+        {"cmd": "grad", "batch": N, "out": "OUT.npy"}  the gradients, (N, 70, 70)
         {"cmd": "quit"}
 
 Runs in an interpreter with torch + deepwave (on these machines a Python 3.11 venv).
 """
 
 import json
+import resource
 import sys
 import time
 
@@ -25,10 +30,7 @@ def ricker(freq, dt, nt):
     return np.pad((1 - 2 * a) * np.exp(-a), (0, nt - n)).astype(np.float32)
 
 
-def run(models, nt=1000, dt=1e-3, dx=10.0, freq=15.0):
-    b = models.shape[0]
-    # Receivers reach x = 700 m (column 70): extend the model one edge column, as exact mode does.
-    v = np.concatenate([models, models[:, :, -1:]], axis=2)
+def survey(nt=1000, dt=1e-3, freq=15.0):
     src_cols = [1, 18, 35, 53, 70]
     src = torch.zeros(len(src_cols), 1, 2, dtype=torch.long)
     src[:, 0, 0] = 1
@@ -37,26 +39,38 @@ def run(models, nt=1000, dt=1e-3, dx=10.0, freq=15.0):
     rec[:, :, 0] = 1
     rec[:, :, 1] = torch.arange(1, 71)
     amp = torch.from_numpy(ricker(freq, dt, nt)).reshape(1, 1, -1).repeat(len(src_cols), 1, 1)
-    out = []
-    for i in range(b):
-        r = deepwave.scalar(
-            torch.from_numpy(np.ascontiguousarray(v[i])),
-            dx,
-            dt,
-            source_amplitudes=amp,
-            source_locations=src,
-            receiver_locations=rec,
-            accuracy=4,
-            pml_width=20,
-            pml_freq=freq,
-            courant_number=0.7,
-        )[-1]
-        out.append(r.numpy())  # (shots, receivers, nt)
+    return {"source_amplitudes": amp, "source_locations": src, "receiver_locations": rec}
+
+
+def extend(models):
+    """Receivers reach x = 700 m (column 70): extend the model one edge column, as exact mode does."""
+    return np.ascontiguousarray(np.concatenate([models, models[:, :, -1:]], axis=2))
+
+
+def simulate(v, dx=10.0, dt=1e-3, freq=15.0):
+    """(shots, receivers, nt) receiver data of one (70, 71) torch model."""
+    return deepwave.scalar(v, dx, dt, **survey(), accuracy=4, pml_width=20, pml_freq=freq, courant_number=0.7)[-1]
+
+
+def run(models):
+    with torch.no_grad():
+        out = [simulate(torch.from_numpy(v)).numpy() for v in extend(models)]
     return np.stack(out).transpose(0, 1, 3, 2)  # (B, shots, nt, receivers)
 
 
+def gradients(starts, targets):
+    """d/dv of sum((data(v) - target)^2) per model, on the 70 model columns."""
+    out = []
+    for v0, target in zip(extend(starts), targets, strict=True):
+        v = torch.from_numpy(v0).requires_grad_()
+        loss = ((simulate(v) - target) ** 2).sum()
+        loss.backward()
+        out.append(v.grad.numpy()[:, :70])
+    return np.stack(out)
+
+
 def main():
-    models = None
+    models = starts = targets = None
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "setup":
@@ -69,6 +83,20 @@ def main():
             reply = {"seconds": time.perf_counter() - t}
         elif msg["cmd"] == "data":
             np.save(msg["out"], run(models[: msg["batch"]]))
+            reply = {"ok": True}
+        elif msg["cmd"] == "grad_setup":
+            starts = np.load(msg["start"]).astype(np.float32)
+            with torch.no_grad():
+                targets = [simulate(torch.from_numpy(v)) for v in extend(models)]
+            gradients(starts[:1], targets[:1])  # warm-up
+            reply = {"ok": True}
+        elif msg["cmd"] == "grad_time":
+            t = time.perf_counter()
+            gradients(starts[: msg["batch"]], targets[: msg["batch"]])
+            seconds = time.perf_counter() - t
+            reply = {"seconds": seconds, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        elif msg["cmd"] == "grad":
+            np.save(msg["out"], gradients(starts[: msg["batch"]], targets[: msg["batch"]]))
             reply = {"ok": True}
         elif msg["cmd"] == "quit":
             break

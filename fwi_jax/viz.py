@@ -131,8 +131,14 @@ def save_training_curves(path: str | Path, jsonl: str | Path) -> Path:
     return _save(fig, path)
 
 
-def save_family_grid(path: str | Path, maps: dict[str, np.ndarray], vmin: float = 1500, vmax: float = 4500) -> Path:
-    """One row of velocity maps (m/s) per family."""
+def save_family_grid(
+    path: str | Path,
+    maps: dict[str, np.ndarray],
+    vmin: float = 1500,
+    vmax: float = 4500,
+    columns: list[str] | None = None,
+) -> Path:
+    """One row of velocity maps (m/s) per family; ``columns`` titles the first row."""
     names = list(maps)
     cols = max(len(m) for m in maps.values())
     fig, axes = plt.subplots(
@@ -145,6 +151,8 @@ def save_family_grid(path: str | Path, maps: dict[str, np.ndarray], vmin: float 
             ax.set_yticks([])
             if c < len(maps[name]):
                 im = ax.imshow(maps[name][c], cmap="jet", vmin=vmin, vmax=vmax)
+            if columns and r == 0 and c < len(columns):
+                ax.set_title(columns[c], fontsize=9)
         axes[r, 0].set_ylabel(name, fontsize=9)
     fig.colorbar(im, ax=axes, label="velocity (m/s)", shrink=0.6)
     return _save(fig, path)

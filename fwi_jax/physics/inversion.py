@@ -66,17 +66,18 @@ class FWISettings:
         self.geometry.check_cfl(self.vmax)
 
 
-def lowpass(x: np.ndarray, cutoff_hz: float, dt: float, order: int = 6) -> np.ndarray:
-    """Zero-phase Butterworth-magnitude low-pass of x along its last (time) axis; 0 = no filter.
+def lowpass(x: np.ndarray, cutoff_hz: float, dt: float, axis: int = -1, order: int = 6) -> np.ndarray:
+    """Causal Butterworth low-pass of x along its time axis; 0 = no filter.
 
-    Zero-padded to twice the length first, so the filter's acausal tail does not wrap around."""
+    Causal, so a filtered event never starts before the event: filtering the wavelet then equals
+    filtering the data (a zero-phase filter's precursor would be cut from the wavelet at t = 0)."""
+    from scipy import signal
+
     x = np.asarray(x, np.float32)
     if cutoff_hz <= 0:
         return x
-    n = x.shape[-1]
-    f = np.fft.rfftfreq(2 * n, dt)
-    gain = 1.0 / np.sqrt(1.0 + (f / cutoff_hz) ** (2 * order))
-    return np.fft.irfft(np.fft.rfft(x, 2 * n, axis=-1) * gain, 2 * n, axis=-1)[..., :n].astype(np.float32)
+    sos = signal.butter(order, cutoff_hz, fs=1.0 / dt, output="sos")
+    return signal.sosfilt(sos, x, axis=axis).astype(np.float32)
 
 
 def relative_misfit(syn: jax.Array, obs: jax.Array, kind: str = "l2") -> jax.Array:
@@ -112,14 +113,18 @@ def _step(v, opt_state, obs, wavelet, scale, s: FWISettings):
     def objective(p):
         return scale * jnp.sum(relative_misfit(_simulate(p, wavelet, s), obs, s.misfit))
 
-    if s.optimizer == "lbfgs":
-        value, grad = optax.value_and_grad_from_state(objective)(v, state=opt_state)
-        updates, opt_state = opt.update(grad, opt_state, v, value=value, grad=grad, value_fn=objective)
-    else:
+    if s.optimizer == "adam":
         value, grad = jax.value_and_grad(objective)(v)
         updates, opt_state = opt.update(grad, opt_state, v)
-    v = jnp.clip(optax.apply_updates(v, updates), s.vmin, s.vmax)
-    return v, opt_state, value / (scale * v.shape[0])
+        return jnp.clip(optax.apply_updates(v, updates), s.vmin, s.vmax), opt_state, value / (scale * v.shape[0])
+    value, grad = optax.value_and_grad_from_state(objective)(v, state=opt_state)
+    updates, new_state = opt.update(grad, opt_state, v, value=value, grad=grad, value_fn=objective)
+    # A line search that ran out of steps can return a point with a higher misfit: keep the old
+    # point then and restart L-BFGS's memory (its next step is a scaled gradient step).
+    better = optax.tree_utils.tree_get(new_state, "value") < value
+    new_v = jnp.clip(optax.apply_updates(v, updates), s.vmin, s.vmax)  # objective(clip(p)) = objective(p)
+    opt_state = jax.tree.map(lambda a, b: jnp.where(better, a, b), new_state, opt.init(v))
+    return jnp.where(better, new_v, v), opt_state, value / (scale * v.shape[0])
 
 
 @functools.partial(jax.jit, static_argnames=("s",))
@@ -172,7 +177,7 @@ def run_stage(
     g = s.geometry
     cutoff = float(s.frequencies[stage])
     wavelet = jnp.asarray(lowpass(ricker(g.freq, g.dt, g.nt), cutoff, g.dt))
-    obs = jnp.asarray(lowpass(observed, cutoff, g.dt))
+    obs = jnp.asarray(lowpass(observed, cutoff, g.dt, axis=-2))  # (B, shots, time, receivers)
     x = jnp.clip(jnp.asarray(v, jnp.float32), s.vmin, s.vmax)
     scale = _gradient_scale(x, obs, wavelet, s) if s.optimizer == "lbfgs" else jnp.float32(1.0)
     opt_state = _optimizer(s).init(x)

@@ -424,7 +424,10 @@ def test_a_full_disk_stops_with_a_clear_error_and_the_rerun_resumes(cache_dir, t
             train_and_evaluate(config, fs / "run")
         message = str(e.value)
         assert re.search(r"could not write the checkpoint of step \d+ .*(MiB free|No space left on device)", message)
-        assert re.search(r"already there are intact \(steps 2(, \d+)*\).*rerun the same command", message), message
+        # Usually step 2's saves fit and a later one fails; a write's transient files can make even step 2's
+        # fail (seen once in CI): then nothing is intact and the rerun below starts over, which is also right.
+        intact = r"already there are intact \(steps (none|2(, \d+)*)\).*rerun the same command"
+        assert re.search(intact, message), message
         subprocess.run(["mount", "-o", "remount,size=64m", str(fs)], check=True)  # space freed
         resumed = train_and_evaluate(config, fs / "run")
         assert resumed["step"] == 8 and int(resumed["state"].step) == 8

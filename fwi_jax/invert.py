@@ -197,8 +197,8 @@ def _pictures(out_path: Path, report: dict, v0, result, truth, settings, count: 
     for i in range(min(count, len(result))):
         row = report["per_sample"][i]
         title = f"sample {i}: misfit {row['misfit_start']:.3g} -> {row['misfit_end']:.3g}"
-        start, t = np.clip(v0[i], settings.vmin, settings.vmax), None if truth is None else truth[i]
-        viz.save_inversion(folder / f"sample{i:05d}.png", start, result[i, 0], t, settings.vmin, settings.vmax, title)
+        t = None if truth is None else truth[i]
+        viz.save_inversion(folder / f"sample{i:05d}.png", v0[i], result[i, 0], t, settings.vmin, settings.vmax, title)
     return folder
 
 
@@ -224,6 +224,7 @@ def invert_file(
     v0, network_range = initial_models(init, x, batch_size)
     if network_range is not None and settings.vmin == 1500.0 and settings.vmax == 4500.0:
         settings = dataclasses.replace(settings, vmin=network_range[0], vmax=network_range[1])
+    v0 = np.clip(v0, settings.vmin, settings.vmax)  # the start FWI sees, and the pictures show
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = Partial(out_path, _identity(input_path, x, init, truth_path, settings, batch_size))
     bar = None
@@ -241,8 +242,7 @@ def invert_file(
             if not np.all(np.isfinite(obs)):
                 bad = start + int(np.argmin(np.isfinite(obs).reshape(len(obs), -1).all(axis=1)))
                 raise ValueError(f"{input_path}: sample {bad} holds NaN or inf; fix or drop it")
-            starts = np.clip(v0[sl], settings.vmin, settings.vmax)
-            v, log = _invert_batch(starts, obs, None if truth is None else truth[sl], settings, partial, k, bar)
+            v, log = _invert_batch(v0[sl], obs, None if truth is None else truth[sl], settings, partial, k, bar)
             result[sl, 0] = v
             logs.append({"samples": [start, start + len(obs)], **log})
     finally:

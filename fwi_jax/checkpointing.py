@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,8 +88,21 @@ class Checkpointer:
         with self._writing(self._latest, step, state):
             return self._latest.save(step, args=self._args(state, data, config), force=force)
 
+    def best_loss(self, upto: int) -> float:
+        """Validation loss of the best export at or before step ``upto`` (inf: none). Exports past
+        ``upto`` come from a run that stopped before its checkpoint of that step was written; the
+        resumed run recomputes them, so they are removed (a rerun would otherwise find its step taken)."""
+        for step in self._best.all_steps():
+            if step > upto:
+                self._best.delete(step)
+        best = self._best.best_step()
+        metrics = self._best.metrics(best) if best is not None else None
+        return float(metrics["val_loss"]) if metrics else math.inf
+
     def save_best(self, step: int, state, data: dict, config: dict, val_loss: float) -> None:
         with self._writing(self._best, step, state):
+            if step in self._best.all_steps():  # left by an earlier try at this same step
+                self._best.delete(step)
             self._best.save(
                 step, args=self._args(state, data, config), metrics={"val_loss": float(val_loss)}, force=True
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
         batches = _train_batches(train_src, config, mesh, start, plan.total_steps)
         cleanup.callback(batches.close)
         stop = cleanup.enter_context(StopFlag())
-        best_loss, step = math.inf, start
+        best_loss, step = ckpt.best_loss(start), start
         for step in range(start + 1, plan.total_steps + 1):
             state, m = steps.train(state, next(batches))
             last = step == plan.total_steps

@@ -52,6 +52,7 @@ def default_config() -> ml_collections.ConfigDict:
             eps=1e-8,
             warmup_epochs=0,  # OpenFWI --lr-warmup-epochs: linear per step from warmup_factor
             warmup_factor=1e-5,
+            decay="step",  # step: x gamma at each milestone (the reference) | cosine: half cosine to 0
             milestones=(),  # epochs at which lr *= gamma (OpenFWI --lr-milestones)
             gamma=0.1,  # OpenFWI --lr-gamma
         )

@@ -29,7 +29,7 @@ from fwi_jax.data.transforms import normalize_velocity
 from fwi_jax.training import objectives
 from fwi_jax.training.loop import train_and_evaluate
 from fwi_jax.training.runlog import MetricWriter, WorkdirLock, check_state
-from fwi_jax.training.steps import loss_and_grads, make_steps
+from fwi_jax.training.steps import learning_rate_schedule, loss_and_grads, make_steps
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = get_dataset("flatvel-a")
@@ -70,6 +70,25 @@ def test_train_step_lowers_loss_and_overfits_a_tiny_batch(cache_dir):
     assert losses[5] < losses[0]
     assert losses[-1] < 0.3 * losses[0]  # memorizes 8 samples
     assert int(state.step) == 60
+
+
+def test_learning_rate_schedules():
+    step = quickstart_config()  # lr 1e-3, 16 epochs, x 0.1 at epoch 12
+    step.optim.update(warmup_epochs=1, warmup_factor=0.1)
+    lr = learning_rate_schedule(step, steps_per_epoch=10)
+    np.testing.assert_allclose(
+        [lr(s) for s in (0, 5, 10, 119, 120, 159)], [1e-4, 5.5e-4, 1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-5
+    )
+    cosine = quickstart_config()
+    cosine.optim.update(decay="cosine", milestones=(), warmup_epochs=2, warmup_factor=0.0)
+    lr = learning_rate_schedule(cosine, steps_per_epoch=10)  # warmup 20 steps, then 140 down to 0
+    np.testing.assert_allclose([lr(s) for s in (0, 10, 20, 90, 160)], [0, 5e-4, 1e-3, 5e-4, 0], atol=1e-9)
+    cosine.optim.milestones = (12,)
+    with pytest.raises(ValueError, match="milestones"):
+        learning_rate_schedule(cosine, 10)
+    cosine.optim.decay = "linear"
+    with pytest.raises(ValueError, match="'step' or 'cosine'"):
+        learning_rate_schedule(cosine, 10)
 
 
 def test_one_device_and_eight_devices_give_the_same_step(cache_dir):

@@ -41,15 +41,25 @@ class TrainState(struct.PyTreeNode):
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """Per-step linear warmup from warmup_factor, then x gamma at each milestone epoch."""
+    """Per-step linear warmup from warmup_factor, then x gamma at each milestone epoch (decay "step",
+    the reference's) or a half cosine from lr to 0 over the remaining steps (decay "cosine")."""
     o = config.optim
+    decay = o.get("decay", "step")
+    if decay not in ("step", "cosine"):
+        raise ValueError(f"optim.decay must be 'step' or 'cosine', got {decay!r}")
+    if decay == "cosine" and o.milestones:
+        raise ValueError("optim.decay='cosine' ignores milestones; set optim.milestones=() or use decay 'step'")
     warmup = int(o.warmup_epochs * steps_per_epoch)
+    total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
     bounds = jnp.asarray(sorted(int(m * steps_per_epoch) for m in o.milestones) or [2**30], jnp.int32)
 
     def schedule(step):
         step = jnp.asarray(step)
         alpha = jnp.clip(step / max(warmup, 1), 0.0, 1.0) if warmup else 1.0
         factor = o.warmup_factor * (1 - alpha) + alpha
+        if decay == "cosine":
+            t = jnp.clip((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
+            return o.lr * factor * 0.5 * (1 + jnp.cos(jnp.pi * t))
         decays = jnp.sum(step >= bounds) if o.milestones else 0
         return o.lr * factor * o.gamma**decays
 

@@ -112,6 +112,9 @@ def dataset_config(dataset: str) -> ml_collections.ConfigDict:
 def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The `small` InversionNet (widths 8..128) on a generated FlatVel-A-like set: minutes on a laptop CPU.
 
+    The recipe was chosen by measurement (README "Results"): the fast solver makes the data in ~30 s
+    instead of 3.5 min, and the time saved buys steps; batch 8 makes twice the updates of batch 16 at
+    the same samples/s, and a cosine decay to 0 ends higher than one x0.1 drop.
     ``arg="smoke"`` shrinks everything for tests (seconds).
     """
     c = default_config()
@@ -121,24 +124,24 @@ def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.num_samples = 448
     c.data.file_size = 64
     c.data.val_files = 1  # 384 train / 64 val
+    c.data.mode = "fast"
     c.model.dims = "small"
-    c.optim.lr = 1e-3
-    c.optim.milestones = (12,)
-    c.batch_size = 16
-    c.num_epochs = 16
-    c.log_every_steps = 6
-    c.checkpoint_every_steps = 48
+    c.optim.lr = 2e-3
+    c.optim.decay = "cosine"
+    c.batch_size = 8
+    c.num_epochs = 45
+    c.log_every_steps = 12
+    c.checkpoint_every_steps = 240
     if arg == "smoke":
         c.data.num_samples = 24
         c.data.file_size = 8
         c.data.val_files = 1
-        c.data.mode = "fast"
         c.model.dims = "tiny"
-        c.batch_size = 8
+        c.optim.lr = 1e-3
+        c.optim.decay = "step"
         c.num_epochs = 2
         c.log_every_steps = 1
         c.checkpoint_every_steps = 2
-        c.optim.milestones = ()
     elif arg:
         raise ValueError(f"unknown quickstart variant {arg!r}; use 'smoke' or nothing")
     return c
@@ -153,6 +156,9 @@ def velocitygan_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """
     if arg in ("quickstart", "smoke"):
         c = quickstart_config(None if arg == "quickstart" else "smoke")
+        if arg == "quickstart":  # the recipe its README numbers were measured with
+            c.data.mode, c.batch_size, c.num_epochs = "exact", 16, 16
+            c.optim.update(lr=1e-3, decay="step")
     elif arg:
         raise ValueError(f"unknown velocitygan variant {arg!r}; use 'quickstart', 'smoke' or nothing")
     else:

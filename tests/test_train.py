@@ -73,14 +73,16 @@ def test_train_step_lowers_loss_and_overfits_a_tiny_batch(cache_dir):
 
 
 def test_learning_rate_schedules():
-    step = quickstart_config()  # lr 1e-3, 16 epochs, x 0.1 at epoch 12
-    step.optim.update(warmup_epochs=1, warmup_factor=0.1)
+    step = quickstart_config()
+    step.num_epochs = 16
+    step.optim.update(lr=1e-3, decay="step", milestones=(12,), gamma=0.1, warmup_epochs=1, warmup_factor=0.1)
     lr = learning_rate_schedule(step, steps_per_epoch=10)
     np.testing.assert_allclose(
         [lr(s) for s in (0, 5, 10, 119, 120, 159)], [1e-4, 5.5e-4, 1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-5
     )
     cosine = quickstart_config()
-    cosine.optim.update(decay="cosine", milestones=(), warmup_epochs=2, warmup_factor=0.0)
+    cosine.num_epochs = 16
+    cosine.optim.update(lr=1e-3, decay="cosine", milestones=(), warmup_epochs=2, warmup_factor=0.0)
     lr = learning_rate_schedule(cosine, steps_per_epoch=10)  # warmup 20 steps, then 140 down to 0
     np.testing.assert_allclose([lr(s) for s in (0, 10, 20, 90, 160)], [0, 5e-4, 1e-3, 5e-4, 0], atol=1e-9)
     cosine.optim.milestones = (12,)

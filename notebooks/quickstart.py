@@ -61,8 +61,9 @@ print(f"fwi_jax {fwi_jax.__version__}, jax {jax.__version__}, {jax.default_backe
 # %% [markdown]
 # ## 2. Configure
 #
-# The quickstart config generates a FlatVel-A-like dataset with fwi_jax's OpenFWI-exact solver
-# (cached after the first run) and trains a small InversionNet on it. Smoke mode shrinks both.
+# The quickstart config generates a FlatVel-A-like dataset with fwi_jax's fast solver (the
+# OpenFWI-exact one: `config.data.mode = "exact"`; cached after the first run) and trains a small
+# InversionNet on it. Smoke mode shrinks both.
 
 # %%
 from fwi_jax.config import quickstart_config  # noqa: E402

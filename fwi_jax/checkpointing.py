@@ -116,11 +116,8 @@ class Checkpointer:
             need = sum(x.nbytes for x in jax.tree.leaves(state))
             free = shutil.disk_usage(directory).free
             if free < 1.2 * need:
-                raise CheckpointWriteError(
-                    self._failure(
-                        directory, step, f"{free / 2**20:.1f} MiB free, the checkpoint needs ~{need / 2**20:.1f} MiB"
-                    )
-                )
+                room = f"{free / 2**20:.1f} MiB free, the checkpoint needs ~{need / 2**20:.1f} MiB + 20% while writing"
+                raise CheckpointWriteError(self._failure(directory, step, room))
         try:
             yield
         except Exception as e:

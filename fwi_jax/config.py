@@ -12,7 +12,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(
         dict(
             name="inversionnet",
-            dims="openfwi",  # preset name (openfwi / narrow / small / tiny) or 5 ints dim1..dim5
+            dims="openfwi",  # preset name (openfwi / narrow / small / tiny) or "d1,d2,d3,d4,d5"
             compute_dtype="float32",  # float32 | bfloat16 (params, BatchNorm and loss stay float32)
             conv_impl="auto",  # auto (einsum forms on CPU) | xla | einsum; same parameters either way
         )

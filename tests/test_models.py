@@ -192,6 +192,8 @@ def test_deconv_block_output_sizes():
     [
         (dict(name="unet", dims="tiny"), "unknown model"),
         (dict(name="inversionnet", dims="huge"), "unknown width preset"),
+        (dict(name="inversionnet", dims="8,16,x,64,128"), "5 comma-separated ints"),
+        (dict(name="inversionnet", dims="8,16,32,64"), "5 positive ints"),
         (dict(name="inversionnet", dims="tiny", compute_dtype="float16"), "compute_dtype"),
         (dict(name="inversionnet", dims="tiny", conv_impl="cudnn"), "conv_impl"),
     ],
@@ -199,6 +201,10 @@ def test_deconv_block_output_sizes():
 def test_bad_model_config_is_a_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_model(output_size=(70, 70), **kwargs)
+
+
+def test_dims_spelled_as_a_string_of_ints_in_a_config():
+    assert build_model("inversionnet", "4,8,8,16,16", (70, 70)).dims == PRESETS["tiny"]
 
 
 def test_bad_input_rank_is_a_clear_error():

@@ -32,9 +32,16 @@ def build_model(name: str, dims, output_size, compute_dtype: str = "float32", co
     """A model from its registry name, widths (a preset name or 5 ints) and output (H, W)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    if isinstance(dims, str):
+    if isinstance(dims, str) and "," in dims:  # "8,16,32,64,256": how a config or a flag spells 5 ints
+        try:
+            dims = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise ValueError(f"model dims {dims!r}: expected 5 comma-separated ints such as '8,16,32,64,128'") from None
+    elif isinstance(dims, str):
         if dims not in PRESETS:
-            raise ValueError(f"unknown width preset {dims!r}; choose one of {sorted(PRESETS)} or give 5 ints")
+            raise ValueError(
+                f"unknown width preset {dims!r}; choose one of {sorted(PRESETS)} or give 5 ints ('8,16,32,64,128')"
+            )
         dims = PRESETS[dims]
     dims = tuple(int(d) for d in dims)
     if len(dims) != 5 or min(dims) < 1:

@@ -22,10 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output", default="70x70", help="velocity map size HxW")
     p.add_argument("--batch", type=int, default=1)
     a = p.parse_args(argv)
-    dims = tuple(int(d) for d in a.dims.split(",")) if "," in a.dims else a.dims
     try:
         out = tuple(int(n) for n in a.output.lower().split("x"))
-        rows, total = layer_table("inversionnet", dims, (a.time, a.receivers, a.shots), out, a.batch)
+        rows, total = layer_table("inversionnet", a.dims, (a.time, a.receivers, a.shots), out, a.batch)
     except ValueError as e:
         p.exit(2, f"error: {e}\n")
     if a.model == "inversionnet":

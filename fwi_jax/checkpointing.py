@@ -88,10 +88,10 @@ class Checkpointer:
         with self._writing(self._latest, step, state):
             return self._latest.save(step, args=self._args(state, data, config), force=force)
 
-    def best_loss(self, upto: int) -> float:
-        """Validation loss of the best export at or before step ``upto`` (inf: none). Exports past
-        ``upto`` come from a run that stopped before its checkpoint of that step was written; the
-        resumed run recomputes them, so they are removed (a rerun would otherwise find its step taken)."""
+    def resume_best(self, upto: int) -> float:
+        """Removes the best exports past step ``upto`` and returns the validation loss of the best one left
+        (inf: none). Exports past ``upto`` come from a run that stopped before its checkpoint of that step
+        was written; the run resuming at ``upto`` recomputes them (and would otherwise find its step taken)."""
         for step in self._best.all_steps():
             if step > upto:
                 self._best.delete(step)

@@ -22,7 +22,7 @@ from fwi_jax.data.open import open_sources
 from fwi_jax.data.transfer import DevicePrefetch
 from fwi_jax.data.transforms import velocity_unit
 from fwi_jax.training.runlog import RunLog, StopFlag, WorkdirLock, check_state
-from fwi_jax.training.steps import Steps, TrainState, make_steps
+from fwi_jax.training.steps import Steps, TrainState, make_steps, total_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ class RunPlan:
             spe = (num_train // devices) // (config.batch_size // devices)
         if spe < 1:
             raise ValueError(f"{num_train} training samples make no batch of {config.batch_size}; lower batch_size")
-        total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
+        total = total_steps(config, spe)
         eval_every = config.eval_every_steps if config.eval_every_steps > 0 else spe
         return cls(spe, total, eval_every, config.eval_batch_size or config.batch_size)
 
@@ -120,7 +120,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
         batches = _train_batches(train_src, config, mesh, start, plan.total_steps)
         cleanup.callback(batches.close)
         stop = cleanup.enter_context(StopFlag())
-        best_loss, step = ckpt.best_loss(start), start
+        best_loss, step = ckpt.resume_best(start), start
         for step in range(start + 1, plan.total_steps + 1):
             state, m = steps.train(state, next(batches))
             last = step == plan.total_steps

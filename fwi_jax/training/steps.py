@@ -40,6 +40,11 @@ class TrainState(struct.PyTreeNode):
     extra: Any  # the objective's own state ({} for the supervised loss)
 
 
+def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+    """The run's length: num_train_steps when set, else num_epochs whole epochs."""
+    return config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
     """Per-step linear warmup from warmup_factor, then x gamma at each milestone epoch (decay "step",
     the reference's) or a half cosine from lr to 0 over the remaining steps (decay "cosine")."""
@@ -50,7 +55,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
     if decay == "cosine" and o.milestones:
         raise ValueError("optim.decay='cosine' ignores milestones; set optim.milestones=() or use decay 'step'")
     warmup = int(o.warmup_epochs * steps_per_epoch)
-    total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
+    total = total_steps(config, steps_per_epoch)
     bounds = jnp.asarray(sorted(int(m * steps_per_epoch) for m in o.milestones) or [2**30], jnp.int32)
 
     def schedule(step):

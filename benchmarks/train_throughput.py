@@ -39,7 +39,7 @@ BYTES_PER_SAMPLE = (5 * 1000 * 70 + 70 * 70) * 4  # float32 seismic + velocity, 
 # Per preset: forced CPU devices, batch, logging window, windows timed (+1 for compilation), steps timed alone.
 PRESETS = {
     "tiny": {"devices": 8, "batch": 16, "log_every": 50, "windows": 3, "step_reps": 40},
-    "openfwi": {"devices": 1, "batch": 8, "log_every": 5, "windows": 2, "step_reps": 4},
+    "openfwi": {"devices": 1, "batch": 8, "log_every": 5, "windows": 4, "step_reps": 6},
 }
 PLACEMENTS = ["host:0", "host:2", "device:float32", "device:bfloat16"]  # host:WORKERS | device:STORAGE
 

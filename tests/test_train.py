@@ -26,7 +26,7 @@ from fwi_jax.data import velocity
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.open import open_sources
 from fwi_jax.data.transforms import normalize_velocity
-from fwi_jax.training import objectives
+from fwi_jax.training import loop, objectives
 from fwi_jax.training.loop import train_and_evaluate
 from fwi_jax.training.runlog import MetricWriter, WorkdirLock, check_state
 from fwi_jax.training.steps import learning_rate_schedule, loss_and_grads, make_steps
@@ -160,6 +160,33 @@ def test_full_run_writes_metrics_checkpoints_and_picture(cache_dir, tmp_path):
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     ckpt = Checkpointer(run)
     assert ckpt.latest_step() == 4 and ckpt.best_step() is not None
+    ckpt.close()
+
+
+def test_the_best_export_is_the_best_evaluated_state_written_with_the_next_checkpoint(cache_dir, tmp_path, monkeypatch):
+    calls = []
+
+    def spy(name, method):
+        def recorded(*args, **kwargs):
+            calls.append(name if name == "eval" else (name, args[1]))  # (name, step) for the saves
+            return method(*args, **kwargs)
+
+        return recorded
+
+    monkeypatch.setattr(Checkpointer, "save_best", spy("best", Checkpointer.save_best))
+    monkeypatch.setattr(Checkpointer, "save", spy("save", Checkpointer.save))
+    monkeypatch.setattr(loop, "evaluate", spy("eval", loop.evaluate))
+    config = smoke_config(cache_dir, eval_every_steps=1, checkpoint_every_steps=3, num_plot_samples=0)
+    train_and_evaluate(config, tmp_path / "run")
+    val = {r["step"]: r["loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["split"] == "val"}
+    assert sorted(val) == [1, 2, 3, 4]
+    first = min((1, 2, 3), key=val.get)
+    best = 4 if val[4] < val[first] else first
+    # No export between checkpoints (each costs an Orbax save); each one the best evaluated so far.
+    assert calls == ["eval"] * 3 + [("best", first), ("save", 3), "eval"] + [("best", 4)] * (best == 4) + [("save", 4)]
+    ckpt = Checkpointer(tmp_path / "run")
+    state, _ = restore_or_init(ckpt, make_steps(config, SPEC, parallel.make_mesh()), best=True)
+    assert int(state.step) == ckpt.best_step() == best  # the state of that step, not a later one
     ckpt.close()
 
 

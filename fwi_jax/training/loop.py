@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -44,6 +45,34 @@ class RunPlan:
         total = total_steps(config, spe)
         eval_every = config.eval_every_steps if config.eval_every_steps > 0 else spe
         return cls(spe, total, eval_every, config.eval_batch_size or config.batch_size)
+
+
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))  # a snapshot the donating train step cannot delete
+
+
+class Saver:
+    """Writes the latest checkpoint and the best export together, at the checkpoint cadence.
+
+    A new best is kept as a copy on the devices and written just before the next checkpoint (or the
+    final save): an export costs an Orbax save (0.4-0.8 s of host time with 8 devices, which stalls a
+    fast accelerator) and evaluation often comes more often than checkpoints. The export on disk is
+    thus never ahead of the latest checkpoint; a run that crashes loses only what its resume recomputes.
+    """
+
+    def __init__(self, ckpt: Checkpointer, saved_config: dict):
+        self.ckpt, self.saved_config = ckpt, saved_config
+        self._best: tuple[int, TrainState, float] | None = None
+
+    def stage_best(self, step: int, state: TrainState, val_loss: float) -> None:
+        self._best = (step, _copy(state), val_loss)
+
+    def save(self, step: int, state: TrainState, force: bool = False) -> None:
+        if self._best is not None:
+            best_step, best_state, val_loss = self._best
+            self.ckpt.save_best(best_step, best_state, {"next_step": best_step}, self.saved_config, val_loss)
+            self._best = None
+        if self.ckpt.latest_step() != step:  # the final save may fall on a periodic one
+            self.ckpt.save(step, state, {"next_step": step}, self.saved_config, force=force)
 
 
 def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
@@ -102,14 +131,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
     # save's cross-process barrier racing the next save's), and the final save must complete on all processes.
     async_save = config.async_checkpoints and jax.process_count() == 1
     ckpt = Checkpointer(workdir, keep=config.keep_checkpoints, async_save=async_save)
-    saved_config = {**config_to_json(config), "normalization": spec.normalization()}
     state, start = restore_or_init(ckpt, steps, config=config)
+    saver = Saver(ckpt, {**config_to_json(config), "normalization": spec.normalization()})
     if start:
         print(f"resumed from {ckpt.directory} at step {start}")
-
-    def save(step: int, force: bool = False) -> None:
-        if ckpt.latest_step() != step:  # the final save may fall on a periodic one
-            ckpt.save(step, state, {"next_step": step}, saved_config, force=force)
 
     with contextlib.ExitStack() as cleanup:  # close files and the manager on errors too
         cleanup.callback(ckpt.close)
@@ -136,12 +161,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
                 log.val(step, val, last_checkpoint=ckpt.latest_step())
                 if val["loss"] < best_loss:
                     best_loss = val["loss"]
-                    ckpt.save_best(step, state, {"next_step": step}, saved_config, val["loss"])
+                    saver.stage_best(step, state, val["loss"])
             if saving:
-                save(step)
+                saver.save(step, state)
             if stop.signum is not None:
                 break
-        save(step, force=True)
+        saver.save(step, state, force=True)
         ckpt.wait()
         if stop.name:
             print(

@@ -73,7 +73,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.num_train_steps = -1  # > 0 overrides num_epochs
     c.log_every_steps = 50
     c.eval_every_steps = -1  # -1: every epoch (as the reference)
-    c.checkpoint_every_steps = 500
+    c.checkpoint_every_steps = 500  # a new best (evaluation) is kept on the devices and written with the next one
     c.keep_checkpoints = 3
     c.async_checkpoints = True
     c.progress = True

@@ -4,8 +4,10 @@ import jax
 import numpy as np
 import pytest
 
+from fwi_jax import parallel
 from fwi_jax.data import pipeline
 from fwi_jax.data.datasets import DATASETS, get_dataset
+from fwi_jax.data.device import DeviceBatches
 from fwi_jax.data.sources import OpenFWISource, read_split
 from fwi_jax.data.transforms import (
     denormalize_velocity,
@@ -95,6 +97,9 @@ def test_nan_sample_is_named(tmp_path):
     src = OpenFWISource(read_split(tmp_path / "s.txt"), SPEC)
     with pytest.raises(ValueError, match="sample 1 of data1.npy / model1.npy holds NaN or inf"):
         list(pipeline.eval_batches(src, 4, num_threads=1))
+    mesh = parallel.make_mesh(jax.devices()[:2])  # device placement: flagged on the devices, named on the host
+    with pytest.raises(ValueError, match="sample 1 of data1.npy / model1.npy holds NaN or inf"):
+        DeviceBatches(src, 2, seed=0, mesh=mesh, progress=False)
 
 
 def test_train_batches_are_deterministic_resumable_and_sharded(tmp_path):

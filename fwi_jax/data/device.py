@@ -20,14 +20,15 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fwi_jax import parallel
 from fwi_jax.data import pipeline
+from fwi_jax.data.transforms import prepare_batch
 
 STORAGE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_LOAD_CHUNK = 8  # samples read and normalized at a time on the host
+_LOAD_CHUNK = 8  # samples read (raw bytes on the host) and normalized (on their device) at a time
 
 
 def dataset_bytes(num_samples: int, spec, storage_dtype: str) -> int:
@@ -100,38 +101,35 @@ class DeviceBatches:
         )
 
     def _load(self, source, dtype, progress: bool) -> tuple[jax.Array, jax.Array]:
-        """Each local device's shard, read and normalized a chunk at a time (peak memory: the data + one chunk)."""
+        """The shards, filled in place (donated) a few rows per device at a time, all devices at once: the
+        host reads raw bytes only, each device normalizes its rows. Peak memory: the data + one chunk."""
         order = np.random.default_rng([self.seed, 2**31 - 1]).permutation(len(source))
-        shapes = pipeline_shapes(source.spec)
-        local = [(k, self.mesh.devices.flat[k]) for k in self._local]
-        bar = None
-        if progress and jax.process_index() == 0:
-            from tqdm import tqdm
-
-            size = dataset_bytes(self.per_device * self.devices, source.spec, jnp.dtype(dtype).name)
-            desc = f"loading the training set onto the devices ({size / 2**30:.2f} GiB)"
-            bar = tqdm(total=self.per_device * len(local), unit="sample", desc=desc, dynamic_ncols=True)
-        seis_shards, vel_shards = [], []
-        for k, device in local:
-            rows = order[k * self.per_device : (k + 1) * self.per_device]
-            # Filled in place a chunk at a time (donated buffers): peak memory ~ the data + one chunk.
-            seis, vel = _zeros((len(rows), *shapes[0]), dtype, device), _zeros((len(rows), *shapes[1]), dtype, device)
-            for lo in range(0, len(rows), _LOAD_CHUNK):
-                batch = pipeline.read_normalized(source, rows[lo : lo + _LOAD_CHUNK])
-                seis = _put_rows(seis, jax.device_put(batch["seismic"].astype(dtype), device), lo)
-                vel = _put_rows(vel, jax.device_put(batch["velocity"].astype(dtype), device), lo)
-                if bar is not None:
-                    bar.update(len(batch["seismic"]))
-            seis_shards.append(seis)
-            vel_shards.append(vel)
-        if bar is not None:
-            bar.close()
+        rows = [order[k * self.per_device : (k + 1) * self.per_device] for k in self._local]
         sharding = NamedSharding(self.mesh, P(parallel.DATA_AXIS))
         n = self.per_device * self.devices
-        return (
-            jax.make_array_from_single_device_arrays((n, *shapes[0]), sharding, seis_shards),
-            jax.make_array_from_single_device_arrays((n, *shapes[1]), sharding, vel_shards),
+        seismic, velocity = (_zeros((n, *shape), dtype, sharding) for shape in pipeline_shapes(source.spec))
+        put = jax.jit(
+            jax.shard_map(
+                functools.partial(_put_normalized, spec=source.spec),
+                mesh=self.mesh,
+                in_specs=(P(parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS), P()),
+                out_specs=P(parallel.DATA_AXIS),
+            ),
+            donate_argnums=(0, 1),
         )
+        bar = _load_bar(progress, n, len(rows) * self.per_device, source.spec, dtype)
+        per = max(1, _LOAD_CHUNK // len(rows))  # rows per device per chunk
+        for lo in range(0, self.per_device, per):
+            chunk = np.concatenate([r[lo : lo + per] for r in rows])  # in mesh order: global_batch deals it
+            raw = parallel.global_batch(pipeline.read_raw(source, chunk), self.mesh)
+            seismic, velocity, finite = put(seismic, velocity, raw, np.int32(lo))
+            if not all(np.all(np.asarray(shard.data)) for shard in finite.addressable_shards):
+                pipeline.read_normalized(source, chunk)  # raises, naming the file and sample
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        return seismic, velocity
 
     def indices(self, step: int) -> np.ndarray:
         """(devices, local batch) positions within each device's shard for global batch ``step`` (0-based)."""
@@ -163,13 +161,30 @@ class DeviceBatches:
         self.seismic = self.velocity = None
 
 
-def _zeros(shape: tuple[int, ...], dtype, device) -> jax.Array:
-    return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=SingleDeviceSharding(device))()
+def _load_bar(progress: bool, n: int, local: int, spec, dtype):
+    if not progress or jax.process_index() != 0:
+        return None
+    from tqdm import tqdm
+
+    size = dataset_bytes(n, spec, jnp.dtype(dtype).name)
+    desc = f"loading the training set onto the devices ({size / 2**30:.2f} GiB)"
+    return tqdm(total=local, unit="sample", desc=desc, dynamic_ncols=True)
 
 
-@functools.partial(jax.jit, donate_argnums=0)
-def _put_rows(buffer: jax.Array, rows: jax.Array, start) -> jax.Array:
-    return jax.lax.dynamic_update_slice_in_dim(buffer, rows, start, axis=0)
+def _zeros(shape: tuple[int, ...], dtype, sharding: NamedSharding) -> jax.Array:
+    return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding)()
+
+
+def _put_normalized(seismic: jax.Array, velocity: jax.Array, raw: dict, start, spec) -> tuple[jax.Array, ...]:
+    """(In one device's shard_map block) raw rows normalized by the train step's own transform
+    (`prepare_batch`), cast to the storage dtype and written at row ``start``; and whether all were finite."""
+    batch, finite = prepare_batch(raw, spec)
+    put = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=start, axis=0)
+    return (
+        put(seismic, batch["seismic"].astype(seismic.dtype)),
+        put(velocity, batch["velocity"].astype(velocity.dtype)),
+        finite[None],
+    )
 
 
 def _local_gather(seismic: jax.Array, velocity: jax.Array, idx: jax.Array) -> dict[str, jax.Array]:

@@ -7,12 +7,17 @@ For each model preset and placement (host with 0 and N grain workers, device wit
 bfloat16 storage), one child process runs `train_and_evaluate` (the trainer's own code path:
 real .npy files generated once by fwi_jax, logging and checkpoints at the config's cadence,
 evaluation each epoch) and reads its samples/s from the run's own metrics (every logging window
-after the first, which holds compilation; evaluation is excluded as in the run log). The same
-child then times the jitted train step alone on batches already on the devices: loop / step says
-how much the input path and the loop cost. Host rows also time the raw-read pipeline alone.
-Peak RSS of each child is recorded; for device placement, the peak RSS growth while the split
-loads onto the devices (measured alone, before the loop) is compared with its stored size.
-The step is timed before and after the loop (this VM's speed drifts by tens of %) and averaged.
+but the first of a run, which holds compilation and the data's load; evaluation is excluded as in
+the run log). The same child times the jitted train step alone on batches already on the devices:
+loop / step says how much the input path and the loop cost. Host rows also time the raw-read
+pipeline alone. Peak RSS of each child is recorded; for device placement, the peak RSS growth
+while the split loads onto the devices (measured alone, before the loop) is compared with its
+stored size.
+
+This VM's speed drifts by tens of % over minutes, so the loop runs in --segments slices (each a
+resumed `train_and_evaluate` to a later step, as a user's rerun) and the step alone is timed
+between them: each slice's loop rate is divided by the mean of the step rates just before and
+after it, and a row reports the median of those ratios (and each of them in the JSON).
 
 Prints the roofline facts (FLOPs and bytes per sample, host pipeline samples/s per core, the
 samples/s an accelerator of --peak-tflops would need), a table, and writes a JSON list of rows.
@@ -36,10 +41,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "train_throughput.json"
 BYTES_PER_SAMPLE = (5 * 1000 * 70 + 70 * 70) * 4  # float32 seismic + velocity, as on disk
-# Per preset: forced CPU devices, batch, logging window, windows timed (+1 for compilation), steps timed alone.
+# Per preset: forced CPU devices, batch, logging window, windows timed per slice (+1 for compilation and
+# the load), steps timed alone between slices.
 PRESETS = {
-    "tiny": {"devices": 8, "batch": 16, "log_every": 50, "windows": 3, "step_reps": 40},
-    "openfwi": {"devices": 1, "batch": 8, "log_every": 5, "windows": 4, "step_reps": 6},
+    "tiny": {"devices": 8, "batch": 16, "log_every": 50, "windows": 2, "step_reps": 24},
+    "openfwi": {"devices": 1, "batch": 8, "log_every": 5, "windows": 2, "step_reps": 6},
 }
 PLACEMENTS = ["host:0", "host:2", "device:float32", "device:bfloat16"]  # host:WORKERS | device:STORAGE
 
@@ -63,7 +69,7 @@ def row_config(preset: str, placement: str, storage: str, workers: int, args: ar
     c.data.cache_dir = args.cache
     c.data.placement, c.data.storage_dtype, c.data.num_workers = placement, storage, workers
     c.model.dims, c.batch_size, c.log_every_steps = preset, p["batch"], p["log_every"]
-    c.num_train_steps = p["log_every"] * (p["windows"] + 1)
+    c.num_train_steps = p["log_every"] * (p["windows"] + 1)  # one slice; `child` moves it on per slice
     c.progress, c.tensorboard, c.num_plot_samples = False, False, 0
     return c
 
@@ -108,33 +114,54 @@ def _pipeline_rate(config, source, batches: int = 12) -> float:
     return rate
 
 
-def _step_rate(config, source, reps: int) -> tuple[float, float]:
-    """(samples/s of the jitted train step alone on 4 batches already on the devices, FLOPs per sample)."""
-    import jax
-    import numpy as np
+class StepTimer:
+    """The jitted train step alone on 4 batches already on the devices (compiled once, timed on demand)."""
 
-    from fwi_jax import parallel
-    from fwi_jax.data import pipeline
-    from fwi_jax.training.steps import make_steps
+    def __init__(self, config, source):
+        import jax
+        import numpy as np
 
-    mesh = parallel.make_mesh()
-    steps = make_steps(config, source.spec, mesh, steps_per_epoch=100)
-    state = steps.init()
-    read = pipeline.read_raw if config.data.placement == "host" else pipeline.read_normalized
-    b = config.batch_size
-    batches = [parallel.global_batch(read(source, np.arange(k * b, (k + 1) * b)), mesh) for k in range(4)]
-    flops = steps.train.lower(state, batches[0]).cost_analysis().get("flops", 0.0) / b
-    state, m = steps.train(state, batches[0])
-    jax.block_until_ready(m)
-    t = time.perf_counter()
-    for k in range(reps):
-        state, m = steps.train(state, batches[k % 4])
-    jax.block_until_ready((state, m))
-    return reps * b / (time.perf_counter() - t), flops
+        from fwi_jax import parallel
+        from fwi_jax.data import pipeline
+        from fwi_jax.training.steps import make_steps
+
+        mesh = parallel.make_mesh()
+        self.steps = make_steps(config, source.spec, mesh, steps_per_epoch=100)
+        self.state = self.steps.init()
+        read = pipeline.read_raw if config.data.placement == "host" else pipeline.read_normalized
+        b = self.batch_size = config.batch_size
+        self.batches = [parallel.global_batch(read(source, np.arange(k * b, (k + 1) * b)), mesh) for k in range(4)]
+        self.flops_per_sample = self.steps.train.lower(self.state, self.batches[0]).cost_analysis().get("flops", 0) / b
+        self.state, m = self.steps.train(self.state, self.batches[0])
+        jax.block_until_ready(m)
+
+    def rate(self, reps: int) -> float:
+        """Samples/s over ``reps`` steps."""
+        import jax
+
+        t = time.perf_counter()
+        for k in range(reps):
+            self.state, m = self.steps.train(self.state, self.batches[k % 4])
+        jax.block_until_ready((self.state, m))
+        return reps * self.batch_size / (time.perf_counter() - t)
+
+
+def _slice_loop_rate(metrics: Path, after_step: int, batch_size: int) -> float:
+    """Samples/s of the logging windows past ``after_step``, but the first (compilation, load)."""
+    train = [w for w in map(json.loads, metrics.read_text().splitlines()) if w.get("split") == "train"]
+    train = [w for w in train if w["step"] > after_step]
+    spans = [
+        (b["step"] - a["step"], (b["step"] - a["step"]) / b["steps_per_s"])
+        for a, b in zip(train[:-1], train[1:], strict=True)
+    ]
+    return batch_size * sum(n for n, _ in spans) / sum(t for _, t in spans)
 
 
 def child(args: argparse.Namespace) -> None:
-    """One row: the loop, then the step alone; prints one JSON line."""
+    """One row: loop slices with the step timed alone between them; prints one JSON line."""
+    import statistics
+
+    import jax
     import numpy as np
 
     from fwi_jax.data.device import dataset_bytes
@@ -144,31 +171,29 @@ def child(args: argparse.Namespace) -> None:
     config = row_config(args.preset, args.placement, args.storage, args.workers, args)
     train_src, _, spec = open_sources(config)
     row = {"placement": args.placement, "storage_dtype": args.storage, "workers": args.workers}
-    import jax
-
     row |= {"model": args.preset, "batch": config.batch_size, "devices": jax.device_count()}
     row["device_kind"] = jax.devices()[0].device_kind
     if args.placement == "host":
         row["pipeline_samples_per_s"] = _pipeline_rate(config, train_src)
     else:
         row["load_rss_mb"] = _load_rss_mb(config, train_src)
-    reps = PRESETS[args.preset]["step_reps"]
-    before, row["flops_per_sample"] = _step_rate(config, train_src, reps)
+    reps, per_slice = PRESETS[args.preset]["step_reps"], config.num_train_steps
+    timer = StepTimer(config, train_src)
+    row["flops_per_sample"] = timer.flops_per_sample
+    steps, loops, ratios = [timer.rate(reps)], [], []
     with tempfile.TemporaryDirectory() as workdir:
-        summary = train_and_evaluate(config, workdir)
-        windows = [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
-    train = [w for w in windows if w.get("split") == "train"]
-    # Windows end at each logged or evaluated step; the first holds compilation (and the data's load).
-    spans = [
-        (b["step"] - a["step"], (b["step"] - a["step"]) / b["steps_per_s"])
-        for a, b in zip(train[:-1], train[1:], strict=True)
-    ]
-    row["loop_samples_per_s"] = config.batch_size * sum(n for n, _ in spans) / sum(t for _, t in spans)
+        for k in range(args.segments):
+            config.num_train_steps = per_slice * (k + 1)
+            summary = train_and_evaluate(config, workdir)
+            loops.append(_slice_loop_rate(Path(workdir) / "metrics.jsonl", per_slice * k, config.batch_size))
+            steps.append(timer.rate(reps))
+            ratios.append(loops[-1] / ((steps[-2] + steps[-1]) / 2))
+    row["loop_samples_per_s"], row["step_samples_per_s"] = statistics.median(loops), statistics.median(steps)
+    row["loop_over_step"] = statistics.median(ratios)
+    row["loop_over_step_per_slice"], row["loop_samples_per_s_per_slice"] = ratios, loops
+    row["step_samples_per_s_between_slices"] = steps
     row["peak_rss_mb"] = _rss_mb()
     row["stored_mb"] = dataset_bytes(len(train_src), spec, args.storage) / 2**20
-    after = _step_rate(config, train_src, reps)[0]  # before and after the loop: this VM's speed drifts
-    row["step_samples_per_s"], row["step_samples_per_s_before_after"] = (before + after) / 2, [before, after]
-    row["loop_over_step"] = row["loop_samples_per_s"] / row["step_samples_per_s"]
     row["steps"] = int(summary["step"])
     row["train_samples"] = len(train_src)
     print(json.dumps({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()}))
@@ -180,7 +205,7 @@ def run_row(args, preset: str, placement: str, storage: str, workers: int) -> di
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
     cmd = [sys.executable, __file__, "--child", "--preset", preset, "--placement", placement]
     cmd += ["--storage", storage, "--workers", str(workers), "--samples", str(args.samples), "--cache", args.cache]
-    cmd += ["--batch", str(args.batch), "--log-every", str(args.log_every)]
+    cmd += ["--batch", str(args.batch), "--log-every", str(args.log_every), "--segments", str(args.segments)]
     t = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
@@ -241,6 +266,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1088, help="generated samples (the last 64 are validation)")
     p.add_argument("--batch", type=int, default=0, help="global batch (default: the preset's)")
     p.add_argument("--log-every", type=int, default=0, help="logging window in steps (default: the preset's)")
+    p.add_argument("--segments", type=int, default=3, help="loop slices, with the step timed between them")
     p.add_argument("--cache", default=str(Path("~/.cache/fwi_jax/datasets").expanduser()))
     p.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator bf16 peak (H100 SXM: 989)")
     p.add_argument("--utilization", type=float, default=0.3)

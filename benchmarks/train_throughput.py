@@ -2,22 +2,23 @@
 
     python benchmarks/train_throughput.py [--presets tiny openfwi] [--samples 384] [--out FILE]
         [--placements host:0 host:2 device:float32 device:bfloat16] [--batch B] [--log-every N]
+        [--eval-every N]
 
 For each model preset and placement (host with 0 and N grain workers, device with float32 and
-bfloat16 storage), one child process runs `train_and_evaluate` (the trainer's own code path:
-real .npy files generated once by fwi_jax, logging and checkpoints at the config's cadence,
-evaluation each epoch) and reads its samples/s from the run's own metrics (every logging window
-but the first of a run, which holds compilation and the data's load; evaluation is excluded as in
-the run log). The same child times the jitted train step alone on batches already on the devices:
-loop / step says how much the input path and the loop cost. Host rows also time the raw-read
-pipeline alone. Peak RSS of each child is recorded; for device placement, the peak RSS growth
-while the split loads onto the devices (measured alone, before the loop) is compared with its
-stored size.
+bfloat16 storage), one child process runs `train_and_evaluate` (the trainer's own code path: real
+.npy files generated once by fwi_jax, logging and checkpoints at the config's cadence, evaluation
+every --eval-every steps: the tiny preset's is its epoch) and reads its samples/s from the run's own
+metrics (evaluation is excluded as in the run log). The same child times the jitted train step alone
+on batches already on the devices: loop / step says how much the input path and the loop cost. Host
+rows also time the raw-read pipeline alone. Peak RSS of each child is recorded; for device
+placement, the peak RSS growth while the split loads onto the devices (measured alone, before the
+loop) is compared with its stored size.
 
-This VM's speed drifts by tens of % over minutes, so the loop runs in --segments slices (each a
-resumed `train_and_evaluate` to a later step, as a user's rerun) and the step alone is timed
-between them: each slice's loop rate is divided by the mean of the step rates just before and
-after it, and a row reports the median of those ratios (and each of them in the JSON).
+This VM's speed drifts by tens of % over minutes, so the step alone is timed at every evaluation
+of the run (the loop leaves evaluation out of its rates, so this costs the loop nothing): the loop's
+rate between two evaluations is divided by the mean of the step rates timed at those two, and a row
+reports the median of those ratios (each of them is in the JSON). The interval before the first
+evaluation (compilation, the data's load) is not timed.
 
 Prints the roofline facts (FLOPs and bytes per sample, host pipeline samples/s per core, the
 samples/s an accelerator of --peak-tflops would need), a table, and writes a JSON list of rows.
@@ -41,11 +42,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "train_throughput.json"
 BYTES_PER_SAMPLE = (5 * 1000 * 70 + 70 * 70) * 4  # float32 seismic + velocity, as on disk
-# Per preset: forced CPU devices, batch, logging window, windows timed per slice (+1 for compilation and
-# the load), steps timed alone between slices.
+# Per preset: forced CPU devices, batch, logging window, evaluation interval (the step alone is timed at
+# each), intervals timed (+1 for compilation and the load), steps timed alone at each evaluation.
 PRESETS = {
-    "tiny": {"devices": 8, "batch": 16, "log_every": 50, "windows": 2, "step_reps": 24},
-    "openfwi": {"devices": 1, "batch": 8, "log_every": 5, "windows": 2, "step_reps": 6},
+    "tiny": {"devices": 8, "batch": 16, "log_every": 50, "eval_every": 64, "intervals": 6, "step_reps": 24},
+    "openfwi": {"devices": 1, "batch": 8, "log_every": 5, "eval_every": 15, "intervals": 4, "step_reps": 6},
 }
 PLACEMENTS = ["host:0", "host:2", "device:float32", "device:bfloat16"]  # host:WORKERS | device:STORAGE
 
@@ -62,14 +63,15 @@ def parse_placement(text: str) -> tuple[str, str, int]:
 def row_config(preset: str, placement: str, storage: str, workers: int, args: argparse.Namespace):
     from fwi_jax.config import default_config
 
-    p = {**PRESETS[preset], **{k: v for k, v in (("batch", args.batch), ("log_every", args.log_every)) if v}}
+    overrides = (("batch", args.batch), ("log_every", args.log_every), ("eval_every", args.eval_every))
+    p = {**PRESETS[preset], **{k: v for k, v in overrides if v}}
     c = default_config()
     c.data.source, c.data.family, c.data.mode = "generated", "flatvel-a", "fast"
     c.data.num_samples, c.data.file_size, c.data.val_files = args.samples, 64, 1
     c.data.cache_dir = args.cache
     c.data.placement, c.data.storage_dtype, c.data.num_workers = placement, storage, workers
     c.model.dims, c.batch_size, c.log_every_steps = preset, p["batch"], p["log_every"]
-    c.num_train_steps = p["log_every"] * (p["windows"] + 1)  # one slice; `child` moves it on per slice
+    c.eval_every_steps, c.num_train_steps = p["eval_every"], p["eval_every"] * (p["intervals"] + 1)
     c.progress, c.tensorboard, c.num_plot_samples = False, False, 0
     return c
 
@@ -146,19 +148,24 @@ class StepTimer:
         return reps * self.batch_size / (time.perf_counter() - t)
 
 
-def _slice_loop_rate(metrics: Path, after_step: int, batch_size: int) -> float:
-    """Samples/s of the logging windows past ``after_step``, but the first (compilation, load)."""
-    train = [w for w in map(json.loads, metrics.read_text().splitlines()) if w.get("split") == "train"]
-    train = [w for w in train if w["step"] > after_step]
-    spans = [
-        (b["step"] - a["step"], (b["step"] - a["step"]) / b["steps_per_s"])
-        for a, b in zip(train[:-1], train[1:], strict=True)
-    ]
-    return batch_size * sum(n for n, _ in spans) / sum(t for _, t in spans)
+def _interval_loop_rates(metrics: Path, evals: list[int], batch_size: int) -> list[float]:
+    """Samples/s of the loop between consecutive evaluation steps ``evals``, from the run's own windows
+    (a window's rate covers the steps since the previous record, train or val: evaluation is left out)."""
+    spans = [[0, 0.0] for _ in evals[1:]]  # [steps, seconds] per interval
+    previous = 0
+    for record in map(json.loads, metrics.read_text().splitlines()):
+        step = record["step"]
+        if record.get("split") == "train" and step > previous:
+            for k, (lo, hi) in enumerate(zip(evals[:-1], evals[1:], strict=True)):
+                if lo < step <= hi:
+                    spans[k][0] += step - previous
+                    spans[k][1] += (step - previous) / record["steps_per_s"]
+        previous = step
+    return [batch_size * n / t for n, t in spans]
 
 
 def child(args: argparse.Namespace) -> None:
-    """One row: loop slices with the step timed alone between them; prints one JSON line."""
+    """One row: one training run with the step timed alone at each evaluation; prints one JSON line."""
     import statistics
 
     import jax
@@ -166,7 +173,7 @@ def child(args: argparse.Namespace) -> None:
 
     from fwi_jax.data.device import dataset_bytes
     from fwi_jax.data.open import open_sources
-    from fwi_jax.training.loop import train_and_evaluate
+    from fwi_jax.training import loop
 
     config = row_config(args.preset, args.placement, args.storage, args.workers, args)
     train_src, _, spec = open_sources(config)
@@ -177,21 +184,26 @@ def child(args: argparse.Namespace) -> None:
         row["pipeline_samples_per_s"] = _pipeline_rate(config, train_src)
     else:
         row["load_rss_mb"] = _load_rss_mb(config, train_src)
-    reps, per_slice = PRESETS[args.preset]["step_reps"], config.num_train_steps
+    reps = PRESETS[args.preset]["step_reps"]
     timer = StepTimer(config, train_src)
     row["flops_per_sample"] = timer.flops_per_sample
-    steps, loops, ratios = [timer.rate(reps)], [], []
+    evals, steps, evaluate = [], [], loop.evaluate
+
+    def evaluate_then_time_step(state, *a, **k):  # inside the evaluation pause the loop does not time
+        out = evaluate(state, *a, **k)
+        evals.append(int(state.step))
+        steps.append(timer.rate(reps))
+        return out
+
+    loop.evaluate = evaluate_then_time_step
     with tempfile.TemporaryDirectory() as workdir:
-        for k in range(args.segments):
-            config.num_train_steps = per_slice * (k + 1)
-            summary = train_and_evaluate(config, workdir)
-            loops.append(_slice_loop_rate(Path(workdir) / "metrics.jsonl", per_slice * k, config.batch_size))
-            steps.append(timer.rate(reps))
-            ratios.append(loops[-1] / ((steps[-2] + steps[-1]) / 2))
+        summary = loop.train_and_evaluate(config, workdir)
+        loops = _interval_loop_rates(Path(workdir) / "metrics.jsonl", evals, config.batch_size)
+    ratios = [rate / ((a + b) / 2) for rate, a, b in zip(loops, steps[:-1], steps[1:], strict=True)]
     row["loop_samples_per_s"], row["step_samples_per_s"] = statistics.median(loops), statistics.median(steps)
     row["loop_over_step"] = statistics.median(ratios)
-    row["loop_over_step_per_slice"], row["loop_samples_per_s_per_slice"] = ratios, loops
-    row["step_samples_per_s_between_slices"] = steps
+    row["loop_over_step_per_interval"], row["loop_samples_per_s_per_interval"] = ratios, loops
+    row["step_samples_per_s_at_evals"], row["eval_steps"] = steps, evals
     row["peak_rss_mb"] = _rss_mb()
     row["stored_mb"] = dataset_bytes(len(train_src), spec, args.storage) / 2**20
     row["steps"] = int(summary["step"])
@@ -205,7 +217,7 @@ def run_row(args, preset: str, placement: str, storage: str, workers: int) -> di
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
     cmd = [sys.executable, __file__, "--child", "--preset", preset, "--placement", placement]
     cmd += ["--storage", storage, "--workers", str(workers), "--samples", str(args.samples), "--cache", args.cache]
-    cmd += ["--batch", str(args.batch), "--log-every", str(args.log_every), "--segments", str(args.segments)]
+    cmd += ["--batch", str(args.batch), "--log-every", str(args.log_every), "--eval-every", str(args.eval_every)]
     t = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
@@ -266,7 +278,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1088, help="generated samples (the last 64 are validation)")
     p.add_argument("--batch", type=int, default=0, help="global batch (default: the preset's)")
     p.add_argument("--log-every", type=int, default=0, help="logging window in steps (default: the preset's)")
-    p.add_argument("--segments", type=int, default=3, help="loop slices, with the step timed between them")
+    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: the preset's)")
     p.add_argument("--cache", default=str(Path("~/.cache/fwi_jax/datasets").expanduser()))
     p.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator bf16 peak (H100 SXM: 989)")
     p.add_argument("--utilization", type=float, default=0.3)
@@ -288,4 +300,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # grain spawns worker processes that re-import this file
+    from fwi_jax.hostdevices import use_transparent_hugepages
+
+    use_transparent_hugepages()  # as `python -m fwi_jax.train` runs; the children inherit it
     main()

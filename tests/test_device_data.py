@@ -2,6 +2,7 @@
 covered once per epoch, resume is exact, bfloat16 storage trains like float32, too big is a clear error."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_train import assert_trees_equal, params_of, smoke_config
@@ -12,6 +13,7 @@ from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.device import DeviceBatches, check_fits
 from fwi_jax.data.open import open_sources
 from fwi_jax.training.loop import train_and_evaluate
+from fwi_jax.training.steps import make_steps
 
 
 def test_device_batches_are_the_right_samples_pure_in_the_step_and_cover_each_shard(cache_dir):
@@ -20,9 +22,16 @@ def test_device_batches_are_the_right_samples_pure_in_the_step_and_cover_each_sh
     mesh = parallel.make_mesh()
     data = DeviceBatches(train, 8, seed=0, mesh=mesh, progress=False)
     assert (data.devices, data.per_device, data.local_batch, data.steps_per_epoch) == (8, 2, 1, 2)
-    again = DeviceBatches(train, 8, seed=0, mesh=mesh, start=3, progress=False)  # as a resumed run
+    again = DeviceBatches(train, 8, seed=0, mesh=mesh, progress=False)  # as a resumed run
     for step in range(4):
         jax.tree.map(np.testing.assert_array_equal, jax.device_get(data.batch(step)), jax.device_get(again.batch(step)))
+    # The loop's step gathers inside itself the batch of the state's step: the step on that batch.
+    steps = make_steps(config, spec, mesh, data.steps_per_epoch)
+    fused, state = steps.train_on(data.make_batch), steps.init()
+    for _ in range(3):
+        expected, _ = steps.train(jax.tree.map(jnp.copy, state), data.batch(int(state.step)))
+        state, _ = fused(state, data.seismic, data.velocity)
+        assert_trees_equal(jax.device_get(state), jax.device_get(expected))
     for epoch in range(2):  # every sample of a shard once per epoch
         rows = np.concatenate([data.indices(epoch * data.steps_per_epoch + j) for j in range(2)], axis=1)
         assert all(sorted(r) == [0, 1] for r in rows)

@@ -1,21 +1,20 @@
 """Device-resident training data (``--config.data.placement=device``): the training split is
-loaded once, normalized, into arrays sharded over the mesh's data axis, and every step gathers its
-batch on the devices: no host work per step but a (devices x batch / devices) index array.
+loaded once, normalized, into arrays sharded over the mesh's data axis, and the train step itself
+gathers its batch on the devices (`make_batch` inside `Steps.train_on`): no host work per step.
 
 Each device samples from its own shard, never across devices: at load the samples are dealt to
 the devices by a seeded permutation (device d holds m = N // devices of them; the N % devices left
 over are not used), and in epoch e device d takes its local batch j as
-``perm(seed, e, d)[j * b : (j + 1) * b]`` of its m samples (b = batch / devices). So every sample
-of a shard is seen once per epoch (m % b of them sit out each epoch, different ones each time), the
-batch of a step is a pure function of (seed, step), and resuming needs only the step. BatchNorm
-still sees the whole global batch.
+``permutation(key(seed, e, d), m)[j * b : (j + 1) * b]`` of its m samples (b = batch / devices),
+computed on the device from the train state's step. So every sample of a shard is seen once per
+epoch (m % b of them sit out each epoch, different ones each time), the batch of a step is a pure
+function of (seed, step), and resuming needs only the step. BatchNorm still sees the whole global batch.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -69,7 +68,7 @@ def check_fits(num_samples: int, spec, storage_dtype: str, mesh: Mesh, free: int
 
 
 class DeviceBatches:
-    """Global training batches of steps start + 1 .. total, gathered on the devices."""
+    """The training split in shards on the devices, and the global batch of any step gathered from them."""
 
     def __init__(
         self,
@@ -78,8 +77,6 @@ class DeviceBatches:
         seed: int,
         mesh: Mesh,
         storage_dtype: str = "float32",
-        start: int = 0,
-        total: int | None = None,
         progress: bool = True,
     ):
         if storage_dtype not in STORAGE_DTYPES:
@@ -95,10 +92,11 @@ class DeviceBatches:
             raise ValueError(f"{len(source)} samples over {self.devices} devices make no batch of {batch_size}")
         check_fits(self.per_device * self.devices, source.spec, storage_dtype, mesh)
         self.seismic, self.velocity = self._load(source, STORAGE_DTYPES[storage_dtype], progress)
-        self._step, self._total = start, total
-        self._gather = jax.jit(
-            jax.shard_map(_local_gather, mesh=mesh, in_specs=P(parallel.DATA_AXIS), out_specs=P(parallel.DATA_AXIS))
+        self._sample = functools.partial(
+            _local_rows, seed=seed, per_device=self.per_device, local_batch=self.local_batch, steps=self.steps_per_epoch
         )
+        self._batch = jax.jit(self.make_batch)
+        self._indices = jax.jit(jax.vmap(self._sample, in_axes=(None, 0)))
 
     def _load(self, source, dtype, progress: bool) -> tuple[jax.Array, jax.Array]:
         """The shards, filled in place (donated) a few rows per device at a time, all devices at once: the
@@ -131,31 +129,24 @@ class DeviceBatches:
             bar.close()
         return seismic, velocity
 
+    def make_batch(self, step: jax.Array, seismic: jax.Array, velocity: jax.Array) -> dict[str, jax.Array]:
+        """Global batch ``step`` (0-based) of ``seismic`` / ``velocity`` (this object's shards), gathered on each
+        device from its own shard. Traceable: `Steps.train_on` calls it with the state's step inside the step."""
+        sharded = P(parallel.DATA_AXIS)
+        gather = jax.shard_map(
+            functools.partial(_local_gather, rows=self._sample),
+            mesh=self.mesh,
+            in_specs=(P(), sharded, sharded),
+            out_specs=sharded,
+        )
+        return gather(jnp.asarray(step, jnp.int32), seismic, velocity)
+
     def indices(self, step: int) -> np.ndarray:
         """(devices, local batch) positions within each device's shard for global batch ``step`` (0-based)."""
-        epoch, j = divmod(int(step), self.steps_per_epoch)
-        b = self.local_batch
-        return np.stack(
-            [
-                np.random.default_rng([self.seed, epoch, d]).permutation(self.per_device)[j * b : (j + 1) * b]
-                for d in range(self.devices)
-            ]
-        ).astype(np.int32)
+        return np.asarray(self._indices(jnp.int32(step), jnp.arange(self.devices)))
 
     def batch(self, step: int) -> dict[str, jax.Array]:
-        rows = self.indices(step)
-        idx = parallel.global_batch({"i": rows[self._local]}, self.mesh)["i"]
-        return self._gather(self.seismic, self.velocity, idx)
-
-    def __iter__(self) -> Iterator[dict[str, jax.Array]]:
-        return self
-
-    def __next__(self) -> dict[str, jax.Array]:
-        if self._total is not None and self._step >= self._total:
-            raise StopIteration
-        batch = self.batch(self._step)
-        self._step += 1
-        return batch
+        return self._batch(step, self.seismic, self.velocity)
 
     def close(self) -> None:
         self.seismic = self.velocity = None
@@ -187,6 +178,14 @@ def _put_normalized(seismic: jax.Array, velocity: jax.Array, raw: dict, start, s
     )
 
 
-def _local_gather(seismic: jax.Array, velocity: jax.Array, idx: jax.Array) -> dict[str, jax.Array]:
-    rows = idx[0]
-    return {"seismic": seismic[rows].astype(jnp.float32), "velocity": velocity[rows].astype(jnp.float32)}
+def _local_rows(step: jax.Array, device: jax.Array, *, seed: int, per_device: int, local_batch: int, steps: int):
+    """Positions within ``device``'s shard of its part of global batch ``step`` (``steps`` per epoch)."""
+    epoch, j = jnp.divmod(step, steps)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), epoch), device)
+    return jax.lax.dynamic_slice_in_dim(jax.random.permutation(key, per_device), j * local_batch, local_batch)
+
+
+def _local_gather(step: jax.Array, seismic: jax.Array, velocity: jax.Array, rows) -> dict[str, jax.Array]:
+    """(In one device's shard_map block) this device's rows of batch ``step``, as float32."""
+    i = rows(step, jax.lax.axis_index(parallel.DATA_AXIS))
+    return {"seismic": seismic[i].astype(jnp.float32), "velocity": velocity[i].astype(jnp.float32)}

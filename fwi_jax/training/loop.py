@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +143,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
         cleanup.callback(log.close)
         if config.data.placement == "host":  # device-resident data are checked as they load
             log.name_bad_inputs = functools.partial(pipeline.named_nonfinite, train_src, config.batch_size, config.seed)
-        batches = _train_batches(train_src, config, mesh, start, plan.total_steps)
-        cleanup.callback(batches.close)
+        feed = _train_feed(train_src, config, steps, start, plan.total_steps)
+        cleanup.callback(feed.close)
         stop = cleanup.enter_context(StopFlag())
         best_loss, step = ckpt.resume_best(start), start
         for step in range(start + 1, plan.total_steps + 1):
-            state, m = steps.train(state, next(batches))
+            state, m = feed.step(state, *feed.inputs())
             last = step == plan.total_steps
             evaluating, saving = step % plan.eval_every == 0 or last, step % config.checkpoint_every_steps == 0
             # Every step that evaluates or saves is checked for non-finite values first: no NaN is ever saved.
@@ -179,7 +180,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
     return {
         "state": state,
         "step": step,
-        "train_step_compilations": _compilations(steps.train),
+        "train_step_compilations": _compilations(feed.step),
         "train": log.train_metrics,
         "val": log.val_metrics,
         "interrupted": stop.name,
@@ -195,14 +196,22 @@ def _use_compilation_cache(directory: str) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def _train_batches(source, config: ml_collections.ConfigDict, mesh, start: int, total_steps: int):
-    """Global batches of steps start + 1 .. total_steps: gathered on the devices (placement=device) or
-    read raw by this process's grain pipeline and copied to the devices two steps ahead (placement=host)."""
+@dataclasses.dataclass(frozen=True)
+class _Feed:
+    step: Callable[..., tuple[TrainState, dict]]  # jitted: (state, *inputs()) -> (state, metrics)
+    inputs: Callable[[], tuple]
+    close: Callable[[], None]
+
+
+def _train_feed(source, config: ml_collections.ConfigDict, steps: Steps, start: int, total_steps: int) -> _Feed:
+    """The train step and its per-step inputs for steps start + 1 .. total_steps. placement=device: the split
+    on the devices, each batch gathered inside the step from the state's step (no per-step input);
+    placement=host: raw batches read by this process's grain pipeline, copied to the devices two steps ahead."""
     if config.data.placement == "device":
-        return DeviceBatches(
-            source, config.batch_size, config.seed, mesh, config.data.storage_dtype, start, total_steps,
-            progress=config.progress,
-        )  # fmt: skip
+        data = DeviceBatches(
+            source, config.batch_size, config.seed, steps.mesh, config.data.storage_dtype, progress=config.progress
+        )
+        return _Feed(steps.train_on(data.make_batch), lambda: (data.seismic, data.velocity), data.close)
     host = pipeline.train_batches(
         source,
         config.batch_size,
@@ -214,7 +223,8 @@ def _train_batches(source, config: ml_collections.ConfigDict, mesh, start: int, 
         num_threads=config.data.num_threads,
         num_workers=config.data.num_workers,
     )
-    return DevicePrefetch(host, mesh, depth=2)
+    batches = DevicePrefetch(host, steps.mesh, depth=2)
+    return _Feed(steps.train, lambda: (next(batches),), batches.close)
 
 
 def _plot_predictions(path: Path, state: TrainState, steps: Steps, source, batch_size: int, count: int) -> None:

@@ -187,6 +187,21 @@ class Steps:
         """A fresh state created directly in replicated device buffers (no host tree for donation to alias)."""
         return jax.jit(self._init_fn(), out_shardings=parallel.replicated(self.mesh))()
 
+    def train_on(self, make_batch: Callable[..., dict]) -> Callable[..., tuple[TrainState, dict]]:
+        """The train step with its batch made inside it from the training split on the devices:
+        ``(state, seismic, velocity) -> train(state, make_batch(state.step, seismic, velocity))``, both sharded
+        over the batch axis (device placement's step: nothing comes from the host per step)."""
+        step = functools.partial(
+            train_step, tx=self.tx, objective=self.objective, schedule=self.schedule, spec=self.spec
+        )
+        repl, sharded = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
+        return jax.jit(
+            lambda state, seismic, velocity: step(state, make_batch(state.step, seismic, velocity)),
+            in_shardings=(repl, sharded, sharded),
+            out_shardings=(repl, repl),
+            donate_argnums=0,
+        )
+
     def abstract_state(self) -> TrainState:
         """Shapes, dtypes and shardings of the state: the target a checkpoint is restored onto."""
         return abstract_like(jax.eval_shape(self._init_fn()), parallel.replicated(self.mesh))

@@ -510,11 +510,14 @@ def test_an_unwritable_metrics_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(cache_dir, tmp_path):
+@pytest.mark.parametrize("placement", ["host", "device"])
+def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(cache_dir, tmp_path, placement):
     """Killed (SIGKILL: no handler runs) three times at random moments, often inside an asynchronous
     checkpoint save, the run resumed by rerunning the command ends bitwise equal to an uninterrupted one."""
     steps = ["--config.num_train_steps=24", "--config.checkpoint_every_steps=2", "--config.progress=False"]
-    full = train_and_evaluate(smoke_config(cache_dir, num_train_steps=24, checkpoint_every_steps=2), tmp_path / "full")
+    steps.append(f"--config.data.placement={placement}")
+    config = smoke_config(cache_dir, num_train_steps=24, checkpoint_every_steps=2, **{"data.placement": placement})
+    full = train_and_evaluate(config, tmp_path / "full")
     run, rng = tmp_path / "run", np.random.default_rng(0)
     for _ in range(3):
         before = len(read_jsonl(run / "metrics.jsonl")) if (run / "metrics.jsonl").exists() else 0

@@ -36,7 +36,7 @@ def parts(quick: bool, out: Path) -> list[tuple[str, list[str], float]]:
                            "bfloat16", "--reps", "1", "--steps", "1", "--out", str(out / "step_time.json")], 0.4),
             ("train_throughput", [py, str(HERE / "train_throughput.py"), "--presets", "tiny", "--placements",
                                   "device:float32", "device:bfloat16", "--samples", "128", "--eval-every", "8",
-                                  "--intervals", "3",
+                                  "--intervals", "3", "--step-reps", "4",
                                   "--out", str(out / "train_throughput.json")], 0.4),
             ("generation", [py, str(HERE / "generation.py"), "--models", "4", "--rounds", "1", "--variants", "fast",
                             "--no-deepwave", "--out", str(out / "generation.json")], 0.2),

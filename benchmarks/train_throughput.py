@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--presets tiny openfwi] [--samples 384] [--out FILE]
         [--placements host:0 host:2 device:float32 device:bfloat16] [--batch B] [--log-every N]
-        [--eval-every N] [--intervals N]
+        [--eval-every N] [--intervals N] [--step-reps N]
 
 For each model preset and placement (host with 0 and N grain workers, device with float32 and
 bfloat16 storage), one child process runs `train_and_evaluate` (the trainer's own code path: real
@@ -188,7 +188,7 @@ def child(args: argparse.Namespace) -> None:
         row["pipeline_samples_per_s"] = _pipeline_rate(config, train_src)
     else:
         row["load_rss_mb"] = _load_rss_mb(config, train_src)
-    reps = PRESETS[args.preset]["step_reps"]
+    reps = args.step_reps or PRESETS[args.preset]["step_reps"]
     timer = StepTimer(config, train_src)
     row["flops_per_sample"] = timer.flops_per_sample
     evals, steps, evaluate = [], [], loop.evaluate
@@ -222,7 +222,7 @@ def run_row(args, preset: str, placement: str, storage: str, workers: int) -> di
     cmd = [sys.executable, __file__, "--child", "--preset", preset, "--placement", placement]
     cmd += ["--storage", storage, "--workers", str(workers), "--samples", str(args.samples), "--cache", args.cache]
     cmd += ["--batch", str(args.batch), "--log-every", str(args.log_every), "--eval-every", str(args.eval_every)]
-    cmd += ["--intervals", str(args.intervals)]
+    cmd += ["--intervals", str(args.intervals), "--step-reps", str(args.step_reps)]
     t = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
@@ -285,6 +285,7 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=0, help="logging window in steps (default: the preset's)")
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: the preset's)")
     p.add_argument("--intervals", type=int, default=0, help="intervals between evaluations timed (default: preset's)")
+    p.add_argument("--step-reps", type=int, default=0, help="steps timed alone at each evaluation (default: preset's)")
     p.add_argument("--cache", default=str(Path("~/.cache/fwi_jax/datasets").expanduser()))
     p.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator bf16 peak (H100 SXM: 989)")
     p.add_argument("--utilization", type=float, default=0.3)

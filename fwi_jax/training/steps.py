@@ -191,16 +191,12 @@ class Steps:
         """The train step with its batch made inside it from the training split on the devices:
         ``(state, seismic, velocity) -> train(state, make_batch(state.step, seismic, velocity))``, both sharded
         over the batch axis (device placement's step: nothing comes from the host per step)."""
-        step = functools.partial(
-            train_step, tx=self.tx, objective=self.objective, schedule=self.schedule, spec=self.spec
-        )
-        repl, sharded = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
-        return jax.jit(
-            lambda state, seismic, velocity: step(state, make_batch(state.step, seismic, velocity)),
-            in_shardings=(repl, sharded, sharded),
-            out_shardings=(repl, repl),
-            donate_argnums=0,
-        )
+        step = _bound_train_step(self.tx, self.objective, self.schedule, self.spec)
+
+        def fused(state: TrainState, seismic: jax.Array, velocity: jax.Array) -> tuple[TrainState, dict]:
+            return step(state, make_batch(state.step, seismic, velocity))
+
+        return _jit_train(fused, self.mesh, inputs=2)
 
     def abstract_state(self) -> TrainState:
         """Shapes, dtypes and shardings of the state: the target a checkpoint is restored onto."""
@@ -218,15 +214,21 @@ def make_steps(config: ml_collections.ConfigDict, spec: DatasetSpec, mesh: Mesh,
     tx = make_optimizer(config, schedule)
     objective = make_objective(config, model, spec)
     repl, batch = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    train = jax.jit(
-        functools.partial(train_step, tx=tx, objective=objective, schedule=schedule, spec=spec),
-        in_shardings=(repl, batch),
-        out_shardings=(repl, repl),
-        donate_argnums=0,
-    )
+    train = _jit_train(_bound_train_step(tx, objective, schedule, spec), mesh, inputs=1)
     evaluate = jax.jit(
         functools.partial(eval_step, model=model, spec=spec), in_shardings=(repl, batch), out_shardings=repl
     )
     predict = jax.jit(functools.partial(predict_step, model=model), in_shardings=(repl, batch), out_shardings=repl)
     finite = jax.jit(_all_finite, in_shardings=(repl,))
     return Steps(model, tx, schedule, objective, spec, int(config.seed), mesh, train, evaluate, predict, finite)
+
+
+def _bound_train_step(tx, objective: Objective, schedule, spec: DatasetSpec) -> Callable:
+    return functools.partial(train_step, tx=tx, objective=objective, schedule=schedule, spec=spec)
+
+
+def _jit_train(fn: Callable, mesh: Mesh, inputs: int) -> Callable[..., tuple[TrainState, dict]]:
+    """``fn(state, *inputs)`` jitted as a train step: state replicated and donated, inputs sharded over the batch."""
+    repl = parallel.replicated(mesh)
+    shardings = (repl,) + (parallel.batch_sharded(mesh),) * inputs
+    return jax.jit(fn, in_shardings=shardings, out_shardings=(repl, repl), donate_argnums=0)

@@ -1,6 +1,7 @@
-"""PyTorch side of training_parity.py: the reference recipe's training loop, written from
-../shared/reference (AdamW, loss L1 + L2 (MSE), BatchNorm in train mode, per-step learning rate),
-on arrays and a batch order the JAX side wrote. Run under the PyTorch interpreter:
+"""PyTorch side of training_parity.py: the reference recipe's training loop, written from the
+OpenFWI reference's train.py (github.com/lanl/OpenFWI: AdamW, loss L1 + L2 (MSE), BatchNorm in
+train mode, per-step learning rate), on arrays and a batch order the JAX side wrote. Run under
+the PyTorch interpreter:
 
     python _torch_train.py SPEC.json OUT.json [--threads N]
 

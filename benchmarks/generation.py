@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fwi_jax.hostdevices import use_all_cpu_cores, use_transparent_hugepages
+from fwi_jax.cpu_runtime import use_all_cpu_cores, use_transparent_hugepages
 
 use_all_cpu_cores()  # before JAX is imported: one device per core
 

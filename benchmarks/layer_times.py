@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from _sidecar import TorchSidecar
 
-from fwi_jax.hostdevices import use_transparent_hugepages
+from fwi_jax.cpu_runtime import use_transparent_hugepages
 from fwi_jax.models import build_model
 from fwi_jax.models.layers import ConvBlock, DeconvBlock
 

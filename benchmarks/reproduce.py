@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fwi_jax import results
+from fwi_jax.published import published_rows
 from fwi_jax.config import dataset_config, quickstart_config
 from fwi_jax.data.velocity import family_names
 
@@ -72,7 +72,7 @@ def run_family(family: str, a: argparse.Namespace, work: Path) -> dict:
         raise SystemExit(f"{family}: interrupted at step {summary['step']}; rerun the same command to resume")
     val = summary["val"]
     row = {k: float(val[k]) for k in ("mae_norm", "rmse_norm", "ssim", "mae_ms", "rmse_ms")}
-    published = {r["source"]: r for r in results.published(family) if r.get("filled") and "rmse_norm" in r}
+    published = {r["source"]: r for r in published_rows(family) if r.get("filled") and "rmse_norm" in r}
     return {**row, "steps": int(summary["step"]), "seconds": time.perf_counter() - t, "published": published}
 
 
@@ -147,7 +147,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from fwi_jax.hostdevices import use_transparent_hugepages
+    from fwi_jax.cpu_runtime import use_transparent_hugepages
 
     use_transparent_hugepages()
     main()

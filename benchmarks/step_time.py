@@ -28,7 +28,7 @@ from _sidecar import TorchSidecar
 from fwi_jax import parallel
 from fwi_jax.config import default_config
 from fwi_jax.data.datasets import get_dataset
-from fwi_jax.hostdevices import use_transparent_hugepages
+from fwi_jax.cpu_runtime import use_transparent_hugepages
 from fwi_jax.training.steps import input_shape, make_steps
 
 HERE = Path(__file__).resolve().parent

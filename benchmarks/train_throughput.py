@@ -307,7 +307,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # grain spawns worker processes that re-import this file
-    from fwi_jax.hostdevices import use_transparent_hugepages
+    from fwi_jax.cpu_runtime import use_transparent_hugepages
 
     use_transparent_hugepages()  # as `python -m fwi_jax.train` runs; the children inherit it
     main()

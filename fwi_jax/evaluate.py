@@ -21,7 +21,7 @@ from fwi_jax.data import pipeline
 from fwi_jax.data.open import open_sources
 from fwi_jax.data.transforms import velocity_unit
 from fwi_jax.fileio import atomic_path, atomic_write_text
-from fwi_jax.results import published
+from fwi_jax.published import published_rows
 
 ROWS = (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"))
 
@@ -84,7 +84,7 @@ def evaluate(
         "data_source": config.data.source,
         "metrics": summary,
         "model": model_name(config),
-        "published": published(trained.spec.name, model_name(config)),
+        "published": published_rows(trained.spec.name, model_name(config)),
         "pictures": [p.name for p in pictures],
         "spaces": "mae/mse/rmse_norm: normalized [-1, 1] maps; *_ms: m/s; ssim: maps rescaled to [0, 1]",
     }
@@ -156,7 +156,7 @@ def format_report(r: dict) -> str:
             vals = ", ".join(f"{k} {row[k]:.4f}" for k in ("mae_norm", "rmse_norm", "ssim") if k in row)
             lines.append(f"published, {row['source']}: {vals}{comparable}")
         else:
-            lines.append(f"published, {row['source']}: none for this dataset (fwi_jax/results.py)")
+            lines.append(f"published, {row['source']}: none for this dataset (fwi_jax/published.py)")
     lines.append(f"wrote {r['out']}/ (metrics.json, per_sample.csv, {', '.join(r['pictures'])})")
     return "\n".join(lines)
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from fwi_jax.hostdevices import use_transparent_hugepages
+    from fwi_jax.cpu_runtime import use_transparent_hugepages
 
     use_transparent_hugepages()
     main()

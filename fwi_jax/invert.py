@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="samples inverted together")
     p.add_argument("--pictures", type=int, default=8, help="pictures of the first N samples")
     a = p.parse_args(argv)
-    from fwi_jax.hostdevices import use_all_cpu_cores
+    from fwi_jax.cpu_runtime import use_all_cpu_cores
 
     use_all_cpu_cores()
     from fwi_jax.physics import openfwi_geometry
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from fwi_jax.hostdevices import use_transparent_hugepages
+    from fwi_jax.cpu_runtime import use_transparent_hugepages
 
     use_transparent_hugepages()
     main()

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from fwi_jax.hostdevices import use_transparent_hugepages
+    from fwi_jax.cpu_runtime import use_transparent_hugepages
 
     use_transparent_hugepages()
     main()

@@ -83,7 +83,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    from fwi_jax.hostdevices import use_transparent_hugepages
+    from fwi_jax.cpu_runtime import use_transparent_hugepages
 
     use_transparent_hugepages()
     app.run(main, flags_parser=parse_flags)

@@ -27,7 +27,7 @@ def test_device_batches_are_the_right_samples_pure_in_the_step_and_cover_each_sh
         jax.tree.map(np.testing.assert_array_equal, jax.device_get(data.batch(step)), jax.device_get(again.batch(step)))
     # The loop's step gathers inside itself the batch of the state's step: the step on that batch.
     steps = make_steps(config, spec, mesh, data.steps_per_epoch)
-    fused, state = steps.train_on(data.make_batch), steps.init()
+    fused, state = steps.train_on_device_data(data.make_batch), steps.init()
     for _ in range(3):
         expected, _ = steps.train(jax.tree.map(jnp.copy, state), data.batch(int(state.step)))
         state, _ = fused(state, data.seismic, data.velocity)

@@ -1,6 +1,6 @@
 """Device-resident training data (``--config.data.placement=device``): the training split is
 loaded once, normalized, into arrays sharded over the mesh's data axis, and the train step itself
-gathers its batch on the devices (`make_batch` inside `Steps.train_on`): no host work per step.
+gathers its batch on the devices (`make_batch` inside `Steps.train_on_device_data`): no host work per step.
 
 Each device samples from its own shard, never across devices: at load the samples are dealt to
 the devices by a seeded permutation (device d holds m = N // devices of them; the N % devices left
@@ -131,7 +131,7 @@ class DeviceBatches:
 
     def make_batch(self, step: jax.Array, seismic: jax.Array, velocity: jax.Array) -> dict[str, jax.Array]:
         """Global batch ``step`` (0-based) of ``seismic`` / ``velocity`` (this object's shards), gathered on each
-        device from its own shard. Traceable: `Steps.train_on` calls it with the state's step inside the step."""
+        device from its own shard. Traceable: `Steps.train_on_device_data` calls it with the state's step inside the step."""
         sharded = P(parallel.DATA_AXIS)
         gather = jax.shard_map(
             functools.partial(_local_gather, rows=self._sample),

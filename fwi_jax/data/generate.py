@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-files", type=int, default=None, help="files in val.txt (default ~1/5)")
     parser.add_argument("--batch-size", type=int, default=16, help="models per solver call")
     args = parser.parse_args(argv)
-    from fwi_jax.hostdevices import use_all_cpu_cores
+    from fwi_jax.cpu_runtime import use_all_cpu_cores
 
     use_all_cpu_cores()
     spec = GenerationSpec(args.family, args.num, args.seed, args.mode, args.file_size, args.layout, args.val_files)
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from fwi_jax.hostdevices import use_transparent_hugepages
+    from fwi_jax.cpu_runtime import use_transparent_hugepages
 
     use_transparent_hugepages()
     main()

@@ -1,6 +1,6 @@
-"""InversionNet in PyTorch, written from the layer table in ../shared/reference (NCHW,
-Conv/ConvTranspose -> BatchNorm2d -> LeakyReLU(0.2), Tanh head), independently of fwi_jax and of
-the reference code: the PyTorch side of the parity tests and the benchmarks.
+"""InversionNet in PyTorch, written from the layer table of the OpenFWI paper and code
+(github.com/lanl/OpenFWI; NCHW, Conv/ConvTranspose -> BatchNorm2d -> LeakyReLU(0.2), Tanh head),
+independently of fwi_jax and of the reference code: the PyTorch side of the parity tests and the benchmarks.
 
     python torch_inversionnet.py parity OUT --dims 32 64 128 256 512 --train-dims 8 16 32 64 128
     python torch_inversionnet.py critic OUT --batch 4

@@ -1,5 +1,6 @@
 """VelocityGAN's objective: InversionNet as generator against a convolutional critic, trained as a
-Wasserstein GAN with gradient penalty (OpenFWI's recipe: ../shared/reference/openfwi.md section 9).
+Wasserstein GAN with gradient penalty, as in the OpenFWI reference code (github.com/lanl/OpenFWI)
+and its paper (Deng et al., "OpenFWI", NeurIPS 2022 Datasets and Benchmarks).
 
 Each step first updates the critic (its parameters, BatchNorm statistics and AdamW state live in
 ``TrainState.extra``):

@@ -211,7 +211,7 @@ def _train_feed(source, config: ml_collections.ConfigDict, steps: Steps, start: 
         data = DeviceBatches(
             source, config.batch_size, config.seed, steps.mesh, config.data.storage_dtype, progress=config.progress
         )
-        return _Feed(steps.train_on(data.make_batch), lambda: (data.seismic, data.velocity), data.close)
+        return _Feed(steps.train_on_device_data(data.make_batch), lambda: (data.seismic, data.velocity), data.close)
     host = pipeline.train_batches(
         source,
         config.batch_size,

@@ -187,7 +187,7 @@ class Steps:
         """A fresh state created directly in replicated device buffers (no host tree for donation to alias)."""
         return jax.jit(self._init_fn(), out_shardings=parallel.replicated(self.mesh))()
 
-    def train_on(self, make_batch: Callable[..., dict]) -> Callable[..., tuple[TrainState, dict]]:
+    def train_on_device_data(self, make_batch: Callable[..., dict]) -> Callable[..., tuple[TrainState, dict]]:
         """The train step with its batch made inside it from the training split on the devices:
         ``(state, seismic, velocity) -> train(state, make_batch(state.step, seismic, velocity))``, both sharded
         over the batch axis (device placement's step: nothing comes from the host per step)."""

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from fwi_jax import hostdevices
+from fwi_jax import cpu_runtime
 
 SCRIPT = """
 import os, sys
 from absl import app  # imports pdb, as the trainer does: not a debugger
-from fwi_jax.hostdevices import use_transparent_hugepages
+from fwi_jax.cpu_runtime import use_transparent_hugepages
 if os.environ.get("PROBE_TRACE"):  # as a debugger would
     sys.settrace(lambda *a: None)
 print("start", flush=True)
@@ -39,7 +39,7 @@ def _run(tmp_path: Path, stderr: list | None = None, **env) -> list[str]:
 @pytest.mark.skipif(
     not sys.platform.startswith("linux")
     or platform.libc_ver()[0] != "glibc"
-    or not hostdevices._transparent_hugepages_available(),
+    or not cpu_runtime._transparent_hugepages_available(),
     reason="needs Linux, glibc and transparent huge pages",
 )
 def test_hugepage_reexec_keeps_arguments_runs_once_and_says_so(tmp_path):

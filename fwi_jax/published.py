@@ -1,7 +1,7 @@
 """Published numbers to print beside ours (normalized MAE / RMSE, SSIM on [0, 1] maps).
 
-`BENCHMARK_PAGE` is the table on the OpenFWI project website's benchmark page (as quoted in
-../shared/reference/results.md; not checked against the paper's PDF): InversionNet on all ten
+`BENCHMARK_PAGE` is the table on the OpenFWI project website's benchmark page
+(openfwi-lanl.github.io, benchmark page; not checked against the paper's PDF): InversionNet on all ten
 datasets, VelocityGAN and UPFWI where the page gives them, each trained with the l1 and the l2
 loss ("l1" / "l2" rows; UPFWI has one, its own loss). `RERUNS` are InversionNet re-runs quoted by
 later papers, always shown with their source.
@@ -41,7 +41,7 @@ RERUNS: dict[str, list[dict]] = {
 }
 
 
-def published(dataset: str, model: str = "inversionnet") -> list[dict]:
+def published_rows(dataset: str, model: str = "inversionnet") -> list[dict]:
     """Rows of published numbers for a dataset, ``model``'s first, then the other models' and re-runs."""
     models = BENCHMARK_PAGE.get(dataset, {})
     order = sorted(models, key=lambda m: (m != model, m))

@@ -1,40 +1,18 @@
-"""Orbax checkpoints: the train state, the data position and the config, async, keep-N, best export;
-and `restore_or_init`, the one way training, inference and the weight port get a state.
-
-Resume order (what `restore_or_init` does, in this order): the config saved with the checkpoint
-(checked for compatibility), then the state (params, batch_stats, opt_state, step, rng and the
-objective's extra state) onto the current mesh's shardings (any device count), then the data
-position (the next step's batches follow from it and the seed).
-"""
+"""Orbax checkpoints of a run: a state pytree, the data position and the config (JSON), async,
+keep-N, and the best export. Orbax only: what a state is and how a run resumes from one live with
+the steps (`fwi_jax.training.steps.restore_or_init`)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
-
-if TYPE_CHECKING:
-    from fwi_jax.training.steps import Steps, TrainState
-
-# Config fields that must match to resume from a checkpoint.
-RESUME_KEYS = (
-    "model",
-    "data.dataset",
-    "data.source",
-    "data.family",
-    "data.mode",
-    "seed",
-    "batch_size",
-    "loss.objective",
-)
 
 
 class CheckpointWriteError(OSError):
@@ -168,6 +146,12 @@ class Checkpointer:
                 f"{Path(mngr.directory) / str(step)} to fall back to an earlier checkpoint, or use another --workdir"
             ) from None
 
+    def state_keys(self, step: int | None = None, best: bool = False) -> set[str]:
+        """Top-level keys of the state saved at ``step`` (default: latest / best), read from Orbax's metadata."""
+        mngr, step = self._pick(step, best)
+        with self._reading(mngr, step):
+            return set(mngr.item_metadata(step)["state"].tree)
+
     def restore(self, abstract_state, step: int | None = None, best: bool = False) -> tuple[Any, dict, dict]:
         """(state, data position, config) of `step` (default: latest / best), placed like `abstract_state`."""
         mngr, step = self._pick(step, best)
@@ -186,68 +170,3 @@ class Checkpointer:
         for mngr in (self._latest, self._best):
             with self._writing(mngr, None):
                 mngr.close()
-
-
-def abstract_like(tree, sharding) -> Any:
-    """ShapeDtypeStructs of `tree` carrying `sharding` (restore target on the current mesh)."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-
-
-def config_to_json(config) -> dict:
-    return json.loads(config.to_json_best_effort())
-
-
-def saved_config(saved: dict) -> ml_collections.ConfigDict:
-    """A checkpoint's config as a ConfigDict; fields added since it was written take today's defaults."""
-    from fwi_jax.config import default_config
-
-    def merge(default: dict, old: dict) -> dict:
-        out = dict(default)
-        for k, v in old.items():
-            out[k] = merge(default[k], v) if isinstance(v, dict) and isinstance(default.get(k), dict) else v
-        return out
-
-    fields = {k: v for k, v in saved.items() if k != "normalization"}
-    return ml_collections.ConfigDict(merge(config_to_json(default_config()), fields))
-
-
-def check_resume_compatible(saved: dict, config: ml_collections.ConfigDict, ckpt_dir: Path) -> None:
-    """Raise naming every RESUME_KEYS field that differs between the checkpoint and ``config``."""
-    old, current = config_to_json(saved_config(saved)), config_to_json(config)
-    diffs = []
-    for key in RESUME_KEYS:
-        a, b = old, current
-        for part in key.split("."):
-            a, b = (a or {}).get(part), (b or {}).get(part)
-        if a != b:
-            diffs.append(f"{key}: checkpoint {a!r} vs now {b!r}")
-    if diffs:
-        raise ValueError(
-            f"cannot resume from {ckpt_dir}: the config changed ({'; '.join(diffs)}). "
-            "Restore those settings, or use a new --workdir to start a fresh run."
-        )
-
-
-def restore_or_init(
-    ckpt: Checkpointer,
-    steps: Steps,
-    *,
-    step: int | None = None,
-    best: bool = False,
-    config: ml_collections.ConfigDict | None = None,
-    init: bool = True,
-) -> tuple[TrainState, int]:
-    """(state, next step): checkpoint ``step`` (default: latest / best) restored onto ``steps.mesh``,
-    or, when ``ckpt`` holds none and ``init``, a fresh state and 0.
-
-    With ``config``, the checkpoint's saved config must agree with it on RESUME_KEYS (training).
-    """
-    available = ckpt.best_step() if best else ckpt.latest_step()
-    if step is None and available is None:
-        if not init:
-            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
-        return steps.init(), 0
-    if config is not None:
-        check_resume_compatible(ckpt.read_config(step, best=best), config, ckpt.directory)
-    state, data_pos, _ = ckpt.restore(steps.abstract_state(), step, best=best)
-    return state, int(data_pos["next_step"])

@@ -1,8 +1,15 @@
-"""Configuration builders; the files in configs/ call these (one place for defaults)."""
+"""Configuration builders (the files in configs/ call these) and the one place defaults are
+applied: `saved_config` fills in fields a checkpoint's config predates, so no reader of a config
+needs ``.get(key, default)``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import ml_collections
+
+from fwi_jax.data.datasets import get_dataset
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -33,7 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
             val_files=1,
             mode="exact",
             generation_seed=0,
-            cache_dir="",  # default ~/.cache/fwi_jax/datasets
+            cache_dir="",  # "": fwi_jax.paths.dataset_cache() (~/.cache/fwi_jax/datasets; $FWI_JAX_CACHE)
             tfds_data_dir="",  # source=tfds: TFDS data_dir (default ~/tensorflow_datasets)
             num_threads=4,  # grain read threads
             num_workers=0,  # grain worker processes (0: threads only)
@@ -79,7 +86,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.progress = True
     c.tensorboard = True
     c.num_plot_samples = 4
-    c.compilation_cache = "~/.cache/fwi_jax/xla"  # persistent XLA cache; "" disables
+    # Persistent XLA cache, set by `python -m fwi_jax.train`: "default" (fwi_jax.paths.compilation_cache),
+    # a folder, or "" (off).
+    c.compilation_cache = "default"
     return c
 
 
@@ -102,8 +111,6 @@ def _gan_defaults() -> ml_collections.ConfigDict:
 
 def dataset_config(dataset: str) -> ml_collections.ConfigDict:
     """Full reference recipe on one downloaded OpenFWI dataset."""
-    from fwi_jax.data.datasets import get_dataset
-
     c = default_config()
     c.data.dataset = get_dataset(dataset).name
     return c
@@ -174,3 +181,51 @@ def velocitygan_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.gan.critic_dims = (4, 8, 8, 16)
         c.gan.n_critic = 2
     return c
+
+
+# Config fields that must match to resume from a checkpoint.
+RESUME_KEYS = (
+    "model",
+    "data.dataset",
+    "data.source",
+    "data.family",
+    "data.mode",
+    "seed",
+    "batch_size",
+    "loss.objective",
+)
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict:
+    """The config as plain JSON values (what a checkpoint stores)."""
+    return json.loads(config.to_json_best_effort())
+
+
+def saved_config(saved: dict) -> ml_collections.ConfigDict:
+    """A checkpoint's config as a ConfigDict; fields added since it was written take today's defaults."""
+
+    def merge(default: dict, old: dict) -> dict:
+        out = dict(default)
+        for k, v in old.items():
+            out[k] = merge(default[k], v) if isinstance(v, dict) and isinstance(default.get(k), dict) else v
+        return out
+
+    fields = {k: v for k, v in saved.items() if k not in ("normalization", "imported_from")}
+    return ml_collections.ConfigDict(merge(config_to_json(default_config()), fields))
+
+
+def check_resume_compatible(saved: dict, config: ml_collections.ConfigDict, ckpt_dir: Path) -> None:
+    """Raise naming every RESUME_KEYS field that differs between a checkpoint's config and ``config``."""
+    old, current = config_to_json(saved_config(saved)), config_to_json(config)
+    diffs = []
+    for key in RESUME_KEYS:
+        a, b = old, current
+        for part in key.split("."):
+            a, b = (a or {}).get(part), (b or {}).get(part)
+        if a != b:
+            diffs.append(f"{key}: checkpoint {a!r} vs now {b!r}")
+    if diffs:
+        raise ValueError(
+            f"cannot resume from {ckpt_dir}: the config changed ({'; '.join(diffs)}). "
+            "Restore those settings, or use a new --workdir to start a fresh run."
+        )

@@ -8,13 +8,26 @@ import platform
 import sys
 
 
-def use_all_cpu_cores() -> None:
-    """Ask XLA:CPU for one host device per core. Must run before JAX is first imported.
+def _jax_devices_created() -> bool:
+    """Whether JAX has created its devices: XLA reads XLA_FLAGS then, not when JAX is imported."""
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge  # private, but present since jax 0.4: no public equivalent
 
-    Does nothing when JAX is already imported or the user set a device count in XLA_FLAGS.
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return True  # cannot tell: leave the devices as they are
+
+
+def use_all_cpu_cores() -> None:
+    """Ask XLA:CPU for one host device per core. Must run before JAX creates its devices (the first
+    computation or ``jax.devices()``); importing JAX before it is fine.
+
+    Does nothing when the devices exist already or the user set a device count in XLA_FLAGS.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    if "jax" in sys.modules or "xla_force_host_platform_device_count" in flags:
+    if "xla_force_host_platform_device_count" in flags or _jax_devices_created():
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={max(1, cores or 1)}".strip()

@@ -16,7 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import fwi_jax
 from fwi_jax.cli import ArgumentParser
+from fwi_jax.data.datasets import get_dataset
+from fwi_jax.data.sources import scan_pairs
+from fwi_jax.paths import cache_root
 
 PACKAGES = (
     "jax",
@@ -51,8 +55,6 @@ class Report:
 
 
 def check_versions(r: Report) -> None:
-    import fwi_jax
-
     r.ok("python", f"{platform.python_version()} ({sys.executable})")
     r.ok("fwi_jax", f"{fwi_jax.__version__} ({Path(fwi_jax.__file__).parent})")
     for pkg in PACKAGES:
@@ -103,7 +105,7 @@ def _writable(path: Path) -> str | None:
 
 
 def check_paths(r: Report, workdir: str | None, data_root: str | None, dataset: str) -> None:
-    cache = Path("~/.cache/fwi_jax").expanduser()
+    cache = cache_root()
     err = _writable(cache)
     if err:
         r.warn("cache", f"{cache} is not writable ({err}); set data.cache_dir and compilation_cache")
@@ -121,9 +123,6 @@ def check_paths(r: Report, workdir: str | None, data_root: str | None, dataset: 
             state = f"holds {' and '.join(has)} (training resumes, evaluate/predict can use it)" if has else "empty"
             (r.warn if free < 1 else r.ok)("workdir", f"{wd} writable, {free:.1f} GB free, {state}")
     if data_root:
-        from fwi_jax.data.datasets import get_dataset
-        from fwi_jax.data.sources import scan_pairs
-
         root = Path(data_root).expanduser()
         if not root.is_dir():
             r.fail("data root", f"{root} is not a directory")

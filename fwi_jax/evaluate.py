@@ -95,7 +95,7 @@ def evaluate(
 
 def model_name(config) -> str:
     """The reference's name of the model a config trains ("velocitygan" for the adversarial objective)."""
-    return "velocitygan" if config.loss.get("objective") == "velocitygan" else config.model.name
+    return "velocitygan" if config.loss.objective == "velocitygan" else config.model.name
 
 
 def _write_csv(path: Path, per: dict[str, np.ndarray], unit: float, source) -> None:

@@ -10,9 +10,10 @@ import ml_collections
 import numpy as np
 
 from fwi_jax import parallel
-from fwi_jax.checkpointing import Checkpointer, restore_or_init, saved_config
+from fwi_jax.checkpointing import Checkpointer
+from fwi_jax.config import saved_config
 from fwi_jax.data.datasets import DatasetSpec, get_dataset
-from fwi_jax.training.steps import Steps, TrainState, make_steps
+from fwi_jax.training.steps import Steps, TrainState, make_steps, restore_or_init
 
 
 @dataclasses.dataclass

@@ -28,9 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fwi_jax import inference, viz
 from fwi_jax.cli import ArgumentParser
+from fwi_jax.cpu_runtime import use_all_cpu_cores
+from fwi_jax.data.sources import map_npy
 from fwi_jax.fileio import atomic_path, atomic_write_text
-from fwi_jax.predict import open_input
+from fwi_jax.physics import inversion, openfwi_geometry
+from fwi_jax.physics.inversion import FWISettings
+from fwi_jax.predict import open_input, predict_velocities
 
 SEISMIC_SHAPE = (5, 1000, 70)
 MODEL_SHAPE = (70, 70)
@@ -52,8 +57,6 @@ def parse_frequencies(text: str) -> tuple[float, ...]:
 
 def read_models(path: str | Path, n: int, what: str) -> np.ndarray:
     """(n, 70, 70) float32 m/s from a .npy of (n, 1, 70, 70), (n, 70, 70) or one (70, 70) map."""
-    from fwi_jax.data.sources import map_npy
-
     m = np.asarray(map_npy(Path(path), fix=f"pass a velocity .npy as {what}"), np.float32)
     if m.shape == MODEL_SHAPE:
         m = np.broadcast_to(m, (n, *MODEL_SHAPE))
@@ -82,9 +85,6 @@ def initial_models(init: str, x: np.ndarray, batch_size: int) -> tuple[np.ndarra
     if kind == "file" and arg:
         return read_models(arg, n, "--init"), None
     if kind == "predict" and arg:
-        from fwi_jax import inference
-        from fwi_jax.predict import predict_velocities
-
         workdir, _, which = arg.partition("@")
         trained = inference.load(workdir, which or "best")
         spec = trained.spec
@@ -138,8 +138,6 @@ def _identity(input_path, x, init, truth_path, settings, batch_size) -> dict:
 
 def _invert_batch(v0, obs, truth, settings, partial, k, bar) -> tuple[np.ndarray, dict]:
     """One batch through all stages, resuming after its last finished stage."""
-    from fwi_jax.physics import inversion
-
     stages = len(settings.frequencies)
     done = partial.latest(k, stages)
     if done is None:
@@ -190,8 +188,6 @@ def _summary(logs: list[dict], n: int, truth: bool) -> dict:
 
 
 def _pictures(out_path: Path, report: dict, v0, result, truth, settings, count: int) -> Path:
-    from fwi_jax import viz
-
     folder = out_path.with_name(out_path.stem + "_pictures")
     folder.mkdir(exist_ok=True)
     for i in range(min(count, len(result))):
@@ -286,11 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="samples inverted together")
     p.add_argument("--pictures", type=int, default=8, help="pictures of the first N samples")
     a = p.parse_args(argv)
-    from fwi_jax.cpu_runtime import use_all_cpu_cores
-
     use_all_cpu_cores()
-    from fwi_jax.physics import openfwi_geometry
-    from fwi_jax.physics.inversion import FWISettings
 
     try:
         settings = FWISettings(

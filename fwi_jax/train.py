@@ -15,6 +15,8 @@ import re
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from fwi_jax import paths
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.", required=True)
 config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Config file (path[:arg]).", lock_config=True)
 _DISTRIBUTED = flags.DEFINE_enum(
@@ -35,6 +37,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    # JAX-importing modules load here, not at the top: the huge-pages re-exec in __main__ comes first, so
+    # JAX is imported once, by the restarted process (tests/test_repo.py allows only such entry-point imports).
     from fwi_jax import distributed
 
     try:
@@ -50,12 +54,24 @@ def main(argv: list[str]) -> None:
     except OSError as e:
         lines = str(e).splitlines()
         raise SystemExit(f"error: {lines[0]}: {lines[-1].strip()}") from None
+    use_compilation_cache(config.compilation_cache)
     try:
         summary = train_and_evaluate(config, _WORKDIR.value, take_over_lock=_TAKE_OVER_LOCK.value)
     except (ValueError, OSError, FloatingPointError, RuntimeError) as e:  # exit code 1, one line
         raise SystemExit(f"error: {e}") from None
     if summary["val"] and jax_process_index() == 0:
         print(f"done at step {summary['step']}: val {describe(summary['val'])}")
+
+
+def use_compilation_cache(setting: str) -> None:
+    """Later runs skip XLA compilation (tens of seconds on CPU). A global JAX setting, so the entry point
+    makes it, never the library."""
+    directory = paths.compilation_cache(setting)
+    if directory is not None:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(directory))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def jax_process_index() -> int:

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fwi_jax.cli import ArgumentParser
+from fwi_jax.data import velocity  # noqa: E402
 from fwi_jax.data.datasets import DatasetSpec  # noqa: E402
 from fwi_jax.data.transforms import denormalize_velocity  # noqa: E402
 
@@ -211,8 +212,6 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     try:
         if a.what == "families":
-            from fwi_jax.data import velocity
-
             maps = {name: velocity.generate(name, a.per_family, a.seed) for name in velocity.family_names()}
             out = save_family_grid(a.out, maps)
         elif a.what == "curves":

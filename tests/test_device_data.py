@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train import assert_trees_equal, params_of, smoke_config
+from helpers import assert_trees_equal, params_of, smoke_config
 
 from fwi_jax import parallel
 from fwi_jax.data import pipeline

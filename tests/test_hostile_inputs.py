@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import smoke_config
+from helpers import smoke_config
 
 from fwi_jax import inference, torch_port, torchenv
 from fwi_jax.data.datasets import get_dataset

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train import smoke_config
+from helpers import smoke_config
 
 from fwi_jax import invert
 from fwi_jax.config import quickstart_config

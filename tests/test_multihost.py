@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from fwi_jax import parallel
-from fwi_jax.checkpointing import Checkpointer, restore_or_init
+from fwi_jax.checkpointing import Checkpointer
 from fwi_jax.config import quickstart_config
 from fwi_jax.data.datasets import get_dataset
-from fwi_jax.training.steps import make_steps
+from fwi_jax.training.steps import make_steps, restore_or_init
 
 REPO = Path(__file__).resolve().parents[1]
 

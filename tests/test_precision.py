@@ -4,7 +4,7 @@ close to float32 on a fixed batch."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-from test_train import fixed_batch
+from helpers import fixed_batch
 
 from fwi_jax import parallel
 from fwi_jax.config import default_config

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_train import smoke_config
+from helpers import smoke_config
 
 from fwi_jax import predict
 from fwi_jax.data.open import open_sources

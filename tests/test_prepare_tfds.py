@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import smoke_config
 from test_data import SPEC, write_pair
-from test_train import smoke_config
 
 from fwi_jax.data import pipeline
 from fwi_jax.data.datasets import get_dataset

@@ -18,43 +18,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import SPEC, assert_trees_equal, fixed_batch, params_of, registered_objective, smoke_config
 
 from fwi_jax import parallel
-from fwi_jax.checkpointing import Checkpointer, CheckpointWriteError, restore_or_init
+from fwi_jax.checkpointing import Checkpointer, CheckpointWriteError
 from fwi_jax.config import quickstart_config
-from fwi_jax.data import velocity
-from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.open import open_sources
-from fwi_jax.data.transforms import normalize_velocity
 from fwi_jax.training import loop, objectives
+from fwi_jax.training.guards import check_state
 from fwi_jax.training.loop import train_and_evaluate
-from fwi_jax.training.runlog import MetricWriter, WorkdirLock, check_state
-from fwi_jax.training.steps import learning_rate_schedule, loss_and_grads, make_steps
+from fwi_jax.training.metric_writer import MetricWriter
+from fwi_jax.training.steps import learning_rate_schedule, loss_and_grads, make_steps, restore_or_init
+from fwi_jax.training.workdir_lock import WorkdirLock
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = get_dataset("flatvel-a")
-
-
-def smoke_config(cache_dir, **overrides):
-    c = quickstart_config("smoke")
-    c.data.cache_dir = str(cache_dir)
-    c.progress = False
-    c.num_plot_samples = 2
-    for key, value in overrides.items():
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
-
-
-def fixed_batch(n, seed=0):
-    rng = np.random.default_rng(seed)
-    vel = normalize_velocity(velocity.generate("flatvel-a", n, seed=seed), SPEC)[..., None]
-    seis = rng.normal(size=(n, 1000, 70, 5)).astype(np.float32) * 0.3
-    seis[..., 0] += vel.mean(axis=(1, 2, 3))[:, None, None]  # a learnable cue
-    return {"seismic": seis, "velocity": vel.astype(np.float32)}
 
 
 def test_train_step_lowers_loss_and_overfits_a_tiny_batch(cache_dir):
@@ -128,15 +105,6 @@ def test_one_device_and_eight_devices_give_the_same_step(cache_dir):
     bn_scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(bs1))
     for a, b in zip(jax.tree.leaves(bs1), jax.tree.leaves(bs8), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * bn_scale)
-
-
-def params_of(summary):
-    return jax.device_get(summary["state"].params)
-
-
-def assert_trees_equal(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(x, y)
 
 
 def read_jsonl(path):
@@ -222,14 +190,14 @@ def test_interrupt_and_resume_equals_uninterrupted_and_runs_are_deterministic(ca
 class CountingL2(objectives.Objective):
     """A toy objective: plain L2, with an update counter as its own state."""
 
-    def init_extra(self, rng):
+    def init_state(self, rng):
         return {"updates": jnp.zeros((), jnp.int32)}
 
-    def update_extra(self, extra, params, batch_stats, batch, rng):
-        n = extra["updates"] + 1
+    def update_state(self, objective_state, params, batch_stats, batch, rng):
+        n = objective_state["updates"] + 1
         return {"updates": n}, batch_stats, {"updates": n.astype(jnp.float32)}
 
-    def loss(self, params, batch_stats, extra, batch, rng):
+    def loss(self, params, batch_stats, objective_state, batch, rng):
         pred, batch_stats = self.predict_train(params, batch_stats, batch["seismic"])
         l2 = jnp.mean((pred - batch["velocity"]) ** 2)
         return l2, ({"l2": l2}, batch_stats)
@@ -238,23 +206,41 @@ class CountingL2(objectives.Objective):
         return val_metrics["mse_norm"]
 
 
-def test_a_toy_objective_swaps_in_by_config_and_checkpoints_its_own_state(cache_dir, tmp_path, monkeypatch):
-    monkeypatch.setitem(objectives.OBJECTIVES, "counting_l2", lambda config, model, spec: CountingL2(model))
-    run = tmp_path / "run"
-    train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "counting_l2", "num_train_steps": 3}), run)
-    resumed = train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "counting_l2"}), run)
-    assert resumed["step"] == 4 and int(resumed["state"].extra["updates"]) == 4  # 3 restored + 1
-    rows = read_jsonl(run / "metrics.jsonl")
-    assert [r["updates"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4]
-    assert all(r["loss"] == r["mse_norm"] for r in rows if r["split"] == "val")
-    with pytest.raises(
-        ValueError, match=r"cannot resume .*loss.objective: checkpoint 'counting_l2' vs now 'supervised'"
-    ):
-        train_and_evaluate(smoke_config(cache_dir), run)
-    with pytest.raises(
-        ValueError, match=r"unknown loss.objective 'nope'; choose one of \['counting_l2', 'supervised', 'velocitygan'\]"
-    ):
-        train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "nope"}), tmp_path / "other")
+def test_a_toy_objective_swaps_in_by_config_and_checkpoints_its_own_state(cache_dir, tmp_path):
+    with registered_objective("counting_l2", lambda config, model, spec: CountingL2(model)):
+        run = tmp_path / "run"
+        train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "counting_l2", "num_train_steps": 3}), run)
+        resumed = train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "counting_l2"}), run)
+        assert resumed["step"] == 4 and int(resumed["state"].objective_state["updates"]) == 4  # 3 restored + 1
+        rows = read_jsonl(run / "metrics.jsonl")
+        assert [r["updates"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4]
+        assert all(r["loss"] == r["mse_norm"] for r in rows if r["split"] == "val")
+        with pytest.raises(
+            ValueError, match=r"cannot resume .*loss.objective: checkpoint 'counting_l2' vs now 'supervised'"
+        ):
+            train_and_evaluate(smoke_config(cache_dir), run)
+        with pytest.raises(
+            ValueError,
+            match=r"unknown loss.objective 'nope'; choose one of \['counting_l2', 'supervised', 'velocitygan'\]",
+        ):
+            train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "nope"}), tmp_path / "other")
+    with pytest.raises(ValueError, match="objective 'supervised' is already registered"):
+        objectives.register("supervised", CountingL2)
+    assert "counting_l2" not in objectives.OBJECTIVES
+
+
+def test_a_checkpoint_from_before_the_objective_state_rename_restores(cache_dir, tmp_path):
+    """Checkpoints written before `TrainState.extra` became `objective_state` keep resuming."""
+    steps = make_steps(smoke_config(cache_dir, **{"loss.objective": "velocitygan"}), SPEC, parallel.make_mesh())
+    state = steps.init()
+    old = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    old["extra"] = old.pop("objective_state")
+    ckpt = Checkpointer(tmp_path, async_save=False)
+    ckpt.save(5, old, {"next_step": 5}, {}, force=True)
+    restored, next_step = restore_or_init(ckpt, steps, init=False)
+    ckpt.close()
+    assert next_step == 5
+    assert_trees_equal(jax.device_get(restored.objective_state), jax.device_get(state.objective_state))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,11 +251,11 @@ class PoisonedStatistics(objectives.Supervised):
     at: int = 3
     value: float = float("nan")
 
-    def init_extra(self, rng):
+    def init_state(self, rng):
         return {"updates": jnp.zeros((), jnp.int32)}
 
-    def update_extra(self, extra, params, batch_stats, batch, rng):
-        n = extra["updates"] + 1
+    def update_state(self, objective_state, params, batch_stats, batch, rng):
+        n = objective_state["updates"] + 1
         batch_stats = jax.tree.map(lambda x: jnp.where(n == self.at, self.value, x), batch_stats)
         return {"updates": n}, batch_stats, {}
 
@@ -280,19 +266,18 @@ class PoisonedStatistics(objectives.Supervised):
         (
             float("nan"),
             3,
-            r"the model state became non-finite at step 3 \(steps 3..3\): .*BatchNorm statistics"
-            r".*; last good checkpoint: step 2 \(nothing non-finite was saved\)",
+            r"the model state \(BatchNorm statistics.*\) became non-finite at step 3 \(steps 3..3\) while the "
+            r"training loss is finite; last good checkpoint: step 2 \(nothing non-finite was saved\)",
             [2],
         ),
-        (-1.0, 2, r"validation metrics became non-finite at step 2 \(.*mae_norm.*\); no checkpoint was saved", []),
+        (-1.0, 2, r"validation metrics \(.*mae_norm.*\) became non-finite at step 2; no checkpoint was saved", []),
     ],
 )
 def test_non_finite_state_or_validation_stops_the_run_and_is_never_saved(
     cache_dir, tmp_path, monkeypatch, value, at, message, saved
 ):
     poisoned = lambda config, model, spec: PoisonedStatistics(model, at=at, value=value)  # noqa: E731
-    monkeypatch.setitem(objectives.OBJECTIVES, "poisoned", poisoned)
-    with pytest.raises(FloatingPointError, match=message):
+    with registered_objective("poisoned", poisoned), pytest.raises(FloatingPointError, match=message):
         train_and_evaluate(smoke_config(cache_dir, **{"loss.objective": "poisoned"}), tmp_path / "run")
     ckpt = Checkpointer(tmp_path / "run")
     assert ckpt.all_steps() == saved and (ckpt.best_step() == 2) == bool(saved)
@@ -387,7 +372,7 @@ def test_nan_loss_stops_training_naming_the_step(cache_dir, tmp_path, monkeypatc
 
     real = metrics.loss_fn
     monkeypatch.setattr(metrics, "loss_fn", lambda *a: (jnp.nan * real(*a)[0], real(*a)[1]))
-    with pytest.raises(FloatingPointError, match=r"training loss became nan at step 1 "):
+    with pytest.raises(FloatingPointError, match=r"the training loss \(nan\) became non-finite at step 1 "):
         train_and_evaluate(smoke_config(cache_dir), tmp_path)
 
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train import assert_trees_equal, fixed_batch, params_of
+from helpers import assert_trees_equal, fixed_batch, params_of
 
 from fwi_jax import evaluate, parallel, torch_port, torchenv
 from fwi_jax.config import velocitygan_config
@@ -13,8 +13,8 @@ from fwi_jax.data.datasets import get_dataset
 from fwi_jax.models import build_model
 from fwi_jax.models.__main__ import main as models_main
 from fwi_jax.models.velocitygan import Critic
-from fwi_jax.training.adversarial import gradient_penalty
 from fwi_jax.training.loop import train_and_evaluate
+from fwi_jax.training.objectives import gradient_penalty
 from fwi_jax.training.steps import make_steps
 
 SPEC = get_dataset("flatvel-a")
@@ -97,7 +97,7 @@ def test_steps_on_1_and_8_devices_agree_and_training_lowers_the_generator_l1(cac
         mesh = parallel.make_mesh(devices)
         steps = make_steps(config, SPEC, mesh, steps_per_epoch=10)
         state, m = steps.train(steps.init(), parallel.global_batch(batch, mesh))
-        first.append(jax.device_get((state.extra["params"], m)))
+        first.append(jax.device_get((state.objective_state["params"], m)))
     (critic1, m1), (critic8, m8) = first
     for key in ("l1", "l2", "critic_loss", "gp", "wasserstein"):
         np.testing.assert_allclose(m8[key], m1[key], rtol=1e-3, atol=1e-5, err_msg=key)
@@ -119,7 +119,7 @@ def test_a_velocitygan_run_resumes_exactly_evaluates_and_exports(cache_dir, tmp_
     resumed = train_and_evaluate(smoke(cache_dir), tmp_path / "resumed")
     assert full["step"] == resumed["step"] == 4 and full["train"]["network_updated"] == 1.0
     assert_trees_equal(params_of(full), params_of(resumed))
-    assert_trees_equal(jax.device_get(full["state"].extra), jax.device_get(resumed["state"].extra))
+    assert_trees_equal(jax.device_get(full["state"].objective_state), jax.device_get(resumed["state"].objective_state))
     report = evaluate.evaluate(tmp_path / "full", "latest", progress=False)
     assert report["model"] == "velocitygan" and report["published"][0]["source"].endswith("(velocitygan, l1 loss)")
     assert report["metrics"]["ssim"] == pytest.approx(full["val"]["ssim"], rel=1e-4)

@@ -131,7 +131,8 @@ class DeviceBatches:
 
     def make_batch(self, step: jax.Array, seismic: jax.Array, velocity: jax.Array) -> dict[str, jax.Array]:
         """Global batch ``step`` (0-based) of ``seismic`` / ``velocity`` (this object's shards), gathered on each
-        device from its own shard. Traceable: `Steps.train_on_device_data` calls it with the state's step inside the step."""
+        device from its own shard. Traceable: `Steps.train_on_device_data` calls it with the state's step
+        inside the step."""
         sharded = P(parallel.DATA_AXIS)
         gather = jax.shard_map(
             functools.partial(_local_gather, rows=self._sample),

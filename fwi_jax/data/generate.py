@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from fwi_jax.cli import ArgumentParser
+from fwi_jax.cpu_runtime import use_all_cpu_cores
 from fwi_jax.data import velocity
 from fwi_jax.fileio import atomic_path, atomic_write_text
+from fwi_jax.physics import forward, openfwi_geometry
 
 MANIFEST = "generation.json"
 
@@ -117,8 +119,6 @@ def generate_dataset(
         raise ValueError(f"num, file_size and batch_size must be >= 1, got {spec.num}, {spec.file_size}, {batch_size}")
     if spec.mode not in ("exact", "fast"):
         raise ValueError(f"unknown mode {spec.mode!r}; use 'exact' or 'fast'")
-    from fwi_jax.physics import forward, openfwi_geometry  # imports JAX: after the CLI set devices
-
     geometry = openfwi_geometry(spec.layout)
     if simulate is None:
 
@@ -198,8 +198,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-files", type=int, default=None, help="files in val.txt (default ~1/5)")
     parser.add_argument("--batch-size", type=int, default=16, help="models per solver call")
     args = parser.parse_args(argv)
-    from fwi_jax.cpu_runtime import use_all_cpu_cores
-
     use_all_cpu_cores()
     spec = GenerationSpec(args.family, args.num, args.seed, args.mode, args.file_size, args.layout, args.val_files)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fwi_jax.cli import ArgumentParser
 from fwi_jax.models.summary import format_table, layer_table, module_table
+from fwi_jax.models.velocitygan import Critic
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,8 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     if a.model == "inversionnet":
         print(format_table(rows, total))
         return
-    from fwi_jax.models.velocitygan import Critic
-
     critic_rows, critic_total = module_table(Critic(), (a.batch, *out, 1))
     print(f"generator (InversionNet): {total:,} parameters\n{format_table(rows, total)}\n")
     print(f"critic: {critic_total:,} parameters\n{format_table(critic_rows, critic_total)}")

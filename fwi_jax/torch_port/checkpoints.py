@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 from fwi_jax import inference, parallel
-from fwi_jax.checkpointing import Checkpointer, config_to_json
-from fwi_jax.config import dataset_config, velocitygan_config
+from fwi_jax.checkpointing import Checkpointer
+from fwi_jax.config import config_to_json, dataset_config, velocitygan_config
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.torch_port.keymap import critic_key_map, state_dict_to_variables, variables_to_state_dict
 from fwi_jax.training.steps import make_steps
@@ -39,7 +39,7 @@ def import_state_dict(
     variables = state_dict_to_variables(state_dict, {"params": shapes.params, "batch_stats": shapes.batch_stats})
     critic = None
     if critic_state_dict is not None:
-        expected = {"params": shapes.extra["params"], "batch_stats": shapes.extra["batch_stats"]}
+        expected = {"params": shapes.objective_state["params"], "batch_stats": shapes.objective_state["batch_stats"]}
         critic = state_dict_to_variables(critic_state_dict, expected, critic_key_map())
 
     def with_weights(state, variables, critic):
@@ -47,7 +47,7 @@ def import_state_dict(
         state = state.replace(params=params, batch_stats=variables["batch_stats"], opt_state=steps.tx.init(params))
         if critic is not None:
             opt_state = steps.objective.critic_tx.init(critic["params"])
-            state = state.replace(extra={**critic, "opt_state": opt_state})
+            state = state.replace(objective_state={**critic, "opt_state": opt_state})
         return state
 
     state = jax.jit(with_weights, out_shardings=parallel.replicated(steps.mesh))(steps.init(), variables, critic)
@@ -71,7 +71,7 @@ def export_state_dict(
     if not critic:
         variables = jax.device_get({"params": trained.state.params, "batch_stats": trained.state.batch_stats})
         return variables_to_state_dict(variables, trained.step)
-    if "params" not in trained.state.extra:
+    if "params" not in trained.state.objective_state:
         raise ValueError(f"{workdir} was not trained with loss.objective=velocitygan: it holds no critic")
-    variables = jax.device_get({k: trained.state.extra[k] for k in ("params", "batch_stats")})
+    variables = jax.device_get({k: trained.state.objective_state[k] for k in ("params", "batch_stats")})
     return variables_to_state_dict(variables, trained.step, critic_key_map())

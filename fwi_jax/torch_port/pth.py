@@ -13,8 +13,7 @@ import numpy as np
 from fwi_jax import torchenv
 from fwi_jax.fileio import atomic_path
 from fwi_jax.torch_port.keymap import set_path
-
-SEP = "\x1f"  # fwi_jax.torch_side.pth_convert.SEP (that module imports torch)
+from fwi_jax.torch_side.pth_convert import SEP, read_pth, write_pth
 
 
 def _convert(mode: str, src: Path, dst: Path) -> None:
@@ -40,8 +39,6 @@ def load_pth(path: str | os.PathLike) -> dict:
     if not path.is_file() or path.stat().st_size == 0:
         raise ValueError(_unreadable(path, "a directory" if path.is_dir() else "empty"))
     if torchenv.torch_in_process():
-        from fwi_jax.torch_side.pth_convert import read_pth
-
         try:
             flat = read_pth(str(path))
         except Exception as e:  # torch raises many kinds for foreign or damaged files
@@ -63,8 +60,6 @@ def save_pth(state_dict: dict[str, np.ndarray], path: str | os.PathLike) -> None
     """A flat state_dict as a .pth file (written under a temporary name, then renamed)."""
     with atomic_path(path) as tmp:
         if torchenv.torch_in_process():
-            from fwi_jax.torch_side.pth_convert import write_pth
-
             write_pth(state_dict, str(tmp))
         else:
             with tempfile.TemporaryDirectory() as d:

@@ -3,7 +3,8 @@
     python pth_convert.py load MODEL.pth OUT.npz     every tensor, nested keys joined by SEP
     python pth_convert.py save IN.npz MODEL.pth      a flat state_dict
 
-Imported in-process where torch is importable, run by another interpreter otherwise.
+Imported in-process where torch is importable, run by another interpreter otherwise. torch is
+imported inside the functions, so importing this module never needs it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import torch
 
 SEP = "\x1f"  # joins the keys of nested dicts ('.' already occurs inside state_dict keys)
 
 
 def read_pth(path: str) -> dict[str, np.ndarray]:
     """Every tensor of a .pth file (no pickled code: weights_only), nested keys joined by SEP."""
+    import torch
+
     obj = torch.load(path, map_location="cpu", weights_only=True)
     flat = {}
 
@@ -33,6 +35,8 @@ def read_pth(path: str) -> dict[str, np.ndarray]:
 
 
 def write_pth(state_dict: dict[str, np.ndarray], path: str) -> None:
+    import torch
+
     torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}, path)
 
 

@@ -16,15 +16,19 @@ import ml_collections
 import numpy as np
 
 from fwi_jax import metrics as metrics_lib
-from fwi_jax import parallel
-from fwi_jax.checkpointing import Checkpointer, config_to_json, restore_or_init
+from fwi_jax import parallel, viz
+from fwi_jax.checkpointing import Checkpointer
+from fwi_jax.config import config_to_json
 from fwi_jax.data import pipeline
 from fwi_jax.data.device import DeviceBatches
 from fwi_jax.data.open import open_sources
 from fwi_jax.data.transfer import DevicePrefetch
 from fwi_jax.data.transforms import velocity_unit
-from fwi_jax.training.runlog import RunLog, StopFlag, WorkdirLock, check_state
-from fwi_jax.training.steps import Steps, TrainState, make_steps, total_steps
+from fwi_jax.training import guards
+from fwi_jax.training.runlog import RunLog
+from fwi_jax.training.steps import Steps, TrainState, make_steps, restore_or_init, total_steps
+from fwi_jax.training.stop_flag import StopFlag
+from fwi_jax.training.workdir_lock import WorkdirLock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +43,7 @@ class RunPlan:
     @classmethod
     def of(cls, config: ml_collections.ConfigDict, num_train: int, devices: int = 1) -> RunPlan:
         spe = pipeline.steps_per_epoch(num_train, config.batch_size)
-        if config.data.get("placement", "host") == "device":  # each device samples its own shard
+        if config.data.placement == "device":  # each device samples its own shard
             spe = (num_train // devices) // (config.batch_size // devices)
         if spe < 1:
             raise ValueError(f"{num_train} training samples make no batch of {config.batch_size}; lower batch_size")
@@ -48,7 +52,8 @@ class RunPlan:
         return cls(spe, total, eval_every, config.eval_batch_size or config.batch_size)
 
 
-_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))  # a snapshot the donating train step cannot delete
+# A copy in new device buffers: the donating train step deletes the buffers of the state it is given.
+_device_snapshot = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
 
 class Saver:
@@ -64,8 +69,9 @@ class Saver:
         self.ckpt, self.saved_config = ckpt, saved_config
         self._best: tuple[int, TrainState, float] | None = None
 
-    def stage_best(self, step: int, state: TrainState, val_loss: float) -> None:
-        self._best = (step, _copy(state), val_loss)
+    def keep_best(self, step: int, state: TrainState, val_loss: float) -> None:
+        """Hold a copy of the new best state on the devices until the next `save` writes it."""
+        self._best = (step, _device_snapshot(state), val_loss)
 
     def save(self, step: int, state: TrainState, force: bool = False) -> None:
         if self._best is not None:
@@ -114,7 +120,10 @@ def train_and_evaluate(
     """Train (resuming from `workdir` when it holds a checkpoint) and evaluate; returns a summary:
     the final state, the last train / validation metrics, the step reached, and the signal that
     interrupted the run (None when it finished). The run holds the workdir's lock throughout
-    (`runlog.WorkdirLock`; ``take_over_lock`` takes over one left on another host)."""
+    (`workdir_lock.WorkdirLock`; ``take_over_lock`` takes over one left on another host).
+
+    Library code leaves JAX's global settings alone: the persistent compilation cache
+    (``config.compilation_cache``) is set by the entry point (`fwi_jax.train`)."""
     workdir = Path(workdir).expanduser().absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     with WorkdirLock(workdir, take_over=take_over_lock):
@@ -122,7 +131,6 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
-    _use_compilation_cache(config.compilation_cache)
     mesh = parallel.make_mesh()
     validate_config(config, mesh)
     train_src, val_src, spec = open_sources(config)
@@ -141,28 +149,32 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
         cleanup.callback(ckpt.close)
         log = RunLog.of(workdir, config, plan.steps_per_epoch, plan.total_steps, start)
         cleanup.callback(log.close)
-        if config.data.placement == "host":  # device-resident data are checked as they load
-            log.name_bad_inputs = functools.partial(pipeline.named_nonfinite, train_src, config.batch_size, config.seed)
-        feed = _train_feed(train_src, config, steps, start, plan.total_steps)
-        cleanup.callback(feed.close)
+        name_bad_inputs = None  # device-resident data are checked as they load
+        if config.data.placement == "host":
+            name_bad_inputs = functools.partial(pipeline.named_nonfinite, train_src, config.batch_size, config.seed)
+        train = _train_step_with_inputs(train_src, config, steps, start, plan.total_steps)
+        cleanup.callback(train.close)
         stop = cleanup.enter_context(StopFlag())
         best_loss, step = ckpt.resume_best(start), start
         for step in range(start + 1, plan.total_steps + 1):
-            state, m = feed.step(state, *feed.inputs())
+            state, m = train.step(state, *train.inputs())
+            log.record(m)
             last = step == plan.total_steps
             evaluating, saving = step % plan.eval_every == 0 or last, step % config.checkpoint_every_steps == 0
             # Every step that evaluates or saves is checked for non-finite values first: no NaN is ever saved.
-            flush = step % config.log_every_steps == 0 or last or evaluating or saving or stop.signum is not None
-            log.train(step, m, flush=flush, last_checkpoint=ckpt.latest_step())
-            if flush:
-                check_state(bool(steps.finite(state)), step, ckpt.latest_step())
+            if step % config.log_every_steps == 0 or last or evaluating or saving or stop.signum is not None:
+                window = log.take_window()
+                guards.check_window(window, step - len(window) + 1, ckpt.latest_step(), name_bad_inputs)
+                guards.check_state(bool(steps.finite(state)), step, ckpt.latest_step())
+                log.train(step, window)
             if evaluating:
                 val = evaluate(state, val_src, steps, plan.eval_batch_size, config.data)
                 val["loss"] = steps.objective.validation_loss(val)
-                log.val(step, val, last_checkpoint=ckpt.latest_step())
+                guards.check_metrics(val, step, "validation metrics", ckpt.latest_step())
+                log.val(step, val)
                 if val["loss"] < best_loss:
                     best_loss = val["loss"]
-                    saver.stage_best(step, state, val["loss"])
+                    saver.keep_best(step, state, val["loss"])
             if saving:
                 saver.save(step, state)
             if stop.signum is not None:
@@ -180,7 +192,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
     return {
         "state": state,
         "step": step,
-        "train_step_compilations": _compilations(feed.step),
+        "train_step_compilations": _compilations(train.step),
         "train": log.train_metrics,
         "val": log.val_metrics,
         "interrupted": stop.name,
@@ -189,21 +201,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
     }
 
 
-def _use_compilation_cache(directory: str) -> None:
-    """Later runs skip XLA compilation (tens of seconds on CPU)."""
-    if directory:
-        jax.config.update("jax_compilation_cache_dir", str(Path(directory).expanduser()))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
 @dataclasses.dataclass(frozen=True)
-class _Feed:
-    step: Callable[..., tuple[TrainState, dict]]  # jitted: (state, *inputs()) -> (state, metrics)
+class _StepWithInputs:
+    """The jitted train step and where its per-step inputs come from."""
+
+    step: Callable[..., tuple[TrainState, dict]]  # (state, *inputs()) -> (state, metrics)
     inputs: Callable[[], tuple]
     close: Callable[[], None]
 
 
-def _train_feed(source, config: ml_collections.ConfigDict, steps: Steps, start: int, total_steps: int) -> _Feed:
+def _train_step_with_inputs(
+    source, config: ml_collections.ConfigDict, steps: Steps, start: int, total_steps: int
+) -> _StepWithInputs:
     """The train step and its per-step inputs for steps start + 1 .. total_steps. placement=device: the split
     on the devices, each batch gathered inside the step from the state's step (no per-step input);
     placement=host: raw batches read by this process's grain pipeline, copied to the devices two steps ahead."""
@@ -211,7 +220,9 @@ def _train_feed(source, config: ml_collections.ConfigDict, steps: Steps, start: 
         data = DeviceBatches(
             source, config.batch_size, config.seed, steps.mesh, config.data.storage_dtype, progress=config.progress
         )
-        return _Feed(steps.train_on_device_data(data.make_batch), lambda: (data.seismic, data.velocity), data.close)
+        return _StepWithInputs(
+            steps.train_on_device_data(data.make_batch), lambda: (data.seismic, data.velocity), data.close
+        )
     host = pipeline.train_batches(
         source,
         config.batch_size,
@@ -224,12 +235,10 @@ def _train_feed(source, config: ml_collections.ConfigDict, steps: Steps, start: 
         num_workers=config.data.num_workers,
     )
     batches = DevicePrefetch(host, steps.mesh, depth=2)
-    return _Feed(steps.train, lambda: (next(batches),), batches.close)
+    return _StepWithInputs(steps.train, lambda: (next(batches),), batches.close)
 
 
 def _plot_predictions(path: Path, state: TrainState, steps: Steps, source, batch_size: int, count: int) -> None:
-    from fwi_jax import viz
-
     n = min(count, len(source), batch_size)
     batch = pipeline.read_normalized(source, np.arange(batch_size) % len(source))
     pred = np.asarray(steps.predict(state, batch["seismic"]))

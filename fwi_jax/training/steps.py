@@ -1,4 +1,5 @@
-"""TrainState, optimizer, and `make_steps`: the one factory of jitted, sharded train / eval / predict steps.
+"""TrainState, optimizer, and `make_steps`: the one factory of jitted, sharded train / eval / predict
+steps; and `restore_or_init`, the one way training, inference and the weight port get a state.
 
 Every caller that runs the model (the training loop, inference, the weight port, tests and
 benchmarks) builds it here, so a change to the step is made once.
@@ -21,7 +22,8 @@ from jax.sharding import Mesh
 
 from fwi_jax import metrics as metrics_lib
 from fwi_jax import parallel
-from fwi_jax.checkpointing import abstract_like
+from fwi_jax.checkpointing import Checkpointer
+from fwi_jax.config import check_resume_compatible
 from fwi_jax.data.datasets import DatasetSpec
 from fwi_jax.data.transforms import prepare_batch
 from fwi_jax.models import build_model
@@ -37,7 +39,7 @@ class TrainState(struct.PyTreeNode):
     batch_stats: Any
     opt_state: Any
     rng: jax.Array  # raw uint32 key; per-step keys are fold_in(rng, step)
-    extra: Any  # the objective's own state ({} for the supervised loss)
+    objective_state: Any  # e.g. VelocityGAN's critic; {} for the supervised loss
 
 
 def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -49,7 +51,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
     """Per-step linear warmup from warmup_factor, then x gamma at each milestone epoch (decay "step",
     the reference's) or a half cosine from lr to 0 over the remaining steps (decay "cosine")."""
     o = config.optim
-    decay = o.get("decay", "step")
+    decay = o.decay
     if decay not in ("step", "cosine"):
         raise ValueError(f"optim.decay must be 'step' or 'cosine', got {decay!r}")
     if decay == "cosine" and o.milestones:
@@ -98,14 +100,15 @@ def init_state(model: nn.Module, tx, objective: Objective, seed: int, spec: Data
         batch_stats=variables["batch_stats"],
         opt_state=tx.init(params),
         rng=rng,
-        extra=objective.init_extra(jax.random.fold_in(rng, _OBJECTIVE_STREAM)),
+        objective_state=objective.init_state(jax.random.fold_in(rng, _OBJECTIVE_STREAM)),
     )
 
 
 def loss_and_grads(state: TrainState, batch: dict, *, objective: Objective):
     """((loss, (metrics, new batch_stats)), grads w.r.t. params) of one global batch."""
     rng = jax.random.fold_in(state.rng, state.step)
-    return jax.value_and_grad(objective.loss, has_aux=True)(state.params, state.batch_stats, state.extra, batch, rng)
+    loss_fn = jax.value_and_grad(objective.loss, has_aux=True)
+    return loss_fn(state.params, state.batch_stats, state.objective_state, batch, rng)
 
 
 def _network_update(state: TrainState, batch: dict, tx, objective: Objective) -> tuple[TrainState, dict]:
@@ -124,8 +127,10 @@ def train_step(
     statistics span the whole batch. ``inputs_finite`` 0 flags NaN / inf in the raw inputs."""
     batch, inputs_finite = prepare_batch(batch, spec)
     rng, lr = jax.random.fold_in(state.rng, state.step), schedule(state.step)
-    extra, batch_stats, extra_metrics = objective.update_extra(state.extra, state.params, state.batch_stats, batch, rng)
-    state = state.replace(extra=extra, batch_stats=batch_stats)
+    objective_state, batch_stats, objective_metrics = objective.update_state(
+        state.objective_state, state.params, state.batch_stats, batch, rng
+    )
+    state = state.replace(objective_state=objective_state, batch_stats=batch_stats)
     if objective.update_every == 1:
         state, metrics = _network_update(state, batch, tx, objective)
     else:  # e.g. a GAN's generator every n-th step; the other steps log the objective's own metrics
@@ -137,10 +142,10 @@ def train_step(
         due = (state.step + 1) % objective.update_every == 0
         state, grad_norm = jax.lax.cond(due, update, lambda s: (s, jnp.zeros((), jnp.float32)), state)
         metrics = {"grad_norm": grad_norm, "network_updated": due.astype(jnp.float32)}
-    metrics = {**metrics, **extra_metrics, "lr": lr, "inputs_finite": inputs_finite.astype(jnp.float32)}
+    metrics = {**metrics, **objective_metrics, "lr": lr, "inputs_finite": inputs_finite.astype(jnp.float32)}
     # The run log stops the run on a 0 here: parameters follow from finite losses and gradients, the
     # running statistics and the objective's state are checked directly (they can go bad alone).
-    finite = _all_finite((metrics, state.batch_stats, state.extra))
+    finite = _all_finite((metrics, state.batch_stats, state.objective_state))
     return state.replace(step=state.step + 1), {**metrics, "finite": finite.astype(jnp.float32)}
 
 
@@ -200,7 +205,7 @@ class Steps:
 
     def abstract_state(self) -> TrainState:
         """Shapes, dtypes and shardings of the state: the target a checkpoint is restored onto."""
-        return abstract_like(jax.eval_shape(self._init_fn()), parallel.replicated(self.mesh))
+        return parallel.abstract_like(jax.eval_shape(self._init_fn()), parallel.replicated(self.mesh))
 
 
 def make_steps(config: ml_collections.ConfigDict, spec: DatasetSpec, mesh: Mesh, steps_per_epoch: int = 1) -> Steps:
@@ -232,3 +237,40 @@ def _jit_train(fn: Callable, mesh: Mesh, inputs: int) -> Callable[..., tuple[Tra
     repl = parallel.replicated(mesh)
     shardings = (repl,) + (parallel.batch_sharded(mesh),) * inputs
     return jax.jit(fn, in_shardings=shardings, out_shardings=(repl, repl), donate_argnums=0)
+
+
+# State fields renamed since checkpoints were first written: (name now, name in older checkpoints).
+_RENAMED_FIELDS = (("objective_state", "extra"),)
+
+
+def restore_or_init(
+    ckpt: Checkpointer,
+    steps: Steps,
+    *,
+    step: int | None = None,
+    best: bool = False,
+    config: ml_collections.ConfigDict | None = None,
+    init: bool = True,
+) -> tuple[TrainState, int]:
+    """(state, next step): checkpoint ``step`` (default: latest / best) restored onto ``steps.mesh``,
+    or, when ``ckpt`` holds none and ``init``, a fresh state and 0.
+
+    Resume order: (1) the config saved with the checkpoint, which must agree with ``config`` (when
+    given: training) on `config.RESUME_KEYS`; (2) the state (params, batch_stats, opt_state, step,
+    rng, objective_state) onto the current mesh's shardings, whatever the device count it was saved
+    with; (3) the data position (the next step's batches follow from it and the seed).
+    """
+    available = ckpt.best_step() if best else ckpt.latest_step()
+    if step is None and available is None:
+        if not init:
+            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+        return steps.init(), 0
+    if config is not None:
+        check_resume_compatible(ckpt.read_config(step, best=best), config, ckpt.directory)
+    target = {f.name: getattr(steps.abstract_state(), f.name) for f in dataclasses.fields(TrainState)}
+    saved_keys = ckpt.state_keys(step, best=best)
+    renamed = {old: new for new, old in _RENAMED_FIELDS if old in saved_keys and new not in saved_keys}
+    target = {next((o for o, n in renamed.items() if n == k), k): v for k, v in target.items()}
+    restored, data_pos, _ = ckpt.restore(target, step, best=best)
+    state = TrainState(**{renamed.get(k, k): v for k, v in restored.items()})
+    return state, int(data_pos["next_step"])

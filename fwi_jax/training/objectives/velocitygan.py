@@ -3,7 +3,7 @@ Wasserstein GAN with gradient penalty, as in the OpenFWI reference code (github.
 and its paper (Deng et al., "OpenFWI", NeurIPS 2022 Datasets and Benchmarks).
 
 Each step first updates the critic (its parameters, BatchNorm statistics and AdamW state live in
-``TrainState.extra``):
+``TrainState.objective_state``):
 
     critic loss = -mean(D(real)) + mean(D(fake)) + gp_weight * mean((||grad_x D(x_hat)|| - 1)^2)
 
@@ -32,7 +32,7 @@ import optax
 from fwi_jax import metrics as metrics_lib
 from fwi_jax.data.datasets import DatasetSpec
 from fwi_jax.models.velocitygan import Critic
-from fwi_jax.training.objectives import Objective
+from fwi_jax.training.objectives.base import Objective
 
 
 def gradient_penalty(score_fn: Callable, real: jax.Array, fake: jax.Array, rng: jax.Array) -> tuple[jax.Array, Any]:
@@ -82,7 +82,7 @@ class VelocityGAN(Objective):
     def update_every(self) -> int:
         return self.n_critic
 
-    def init_extra(self, rng: jax.Array) -> dict:
+    def init_state(self, rng: jax.Array) -> dict:
         # An "rbg" key seeded from one draw of rng: XLA:CPU compiles threefry parameter draws slowly.
         key = jax.random.key(jax.random.randint(rng, (), 0, 2**31 - 1), impl="rbg")
         variables = self.critic.init(key, jnp.zeros((1, *self.velocity_shape)), train=False)
@@ -104,32 +104,33 @@ class VelocityGAN(Objective):
         loss = -wasserstein + self.gp_weight * gp
         return loss, ({"critic_loss": loss, "wasserstein": wasserstein, "gp": gp}, batch_stats)
 
-    def generator_loss(self, pred, target, extra) -> tuple[jax.Array, dict]:
+    def generator_loss(self, pred, target, critic_state) -> tuple[jax.Array, dict]:
         supervised, parts = metrics_lib.loss_fn(pred, target, self.l1, self.l2)
-        scores, _ = self.scores(extra["params"], extra["batch_stats"], pred)  # statistics: critic updates only
+        # The critic's BatchNorm statistics move in its own updates only.
+        scores, _ = self.scores(critic_state["params"], critic_state["batch_stats"], pred)
         adv = -jnp.mean(scores)
         return supervised + self.adversarial * adv, {**parts, "adv": adv}
 
-    def update_extra(self, extra, params, batch_stats, batch, rng):
+    def update_state(self, critic_state, params, batch_stats, batch, rng):
         fake, batch_stats = self.predict_train(params, batch_stats, batch["seismic"])
         fake = jax.lax.stop_gradient(fake)
         grad_fn = jax.value_and_grad(self.critic_loss, has_aux=True)
         (_, (critic_metrics, critic_stats)), grads = grad_fn(
-            extra["params"], extra["batch_stats"], batch["velocity"], fake, rng
+            critic_state["params"], critic_state["batch_stats"], batch["velocity"], fake, rng
         )
-        updates, opt_state = self.critic_tx.update(grads, extra["opt_state"], extra["params"])
-        extra = {
-            "params": optax.apply_updates(extra["params"], updates),
+        updates, opt_state = self.critic_tx.update(grads, critic_state["opt_state"], critic_state["params"])
+        critic_state = {
+            "params": optax.apply_updates(critic_state["params"], updates),
             "batch_stats": critic_stats,
             "opt_state": opt_state,
         }
-        loss, parts = self.generator_loss(fake, batch["velocity"], extra)
-        return extra, batch_stats, {"loss": loss, **parts, **critic_metrics}
+        loss, parts = self.generator_loss(fake, batch["velocity"], critic_state)
+        return critic_state, batch_stats, {"loss": loss, **parts, **critic_metrics}
 
-    def loss(self, params, batch_stats, extra, batch, rng):
+    def loss(self, params, batch_stats, critic_state, batch, rng):
         del rng
         pred, batch_stats = self.predict_train(params, batch_stats, batch["seismic"])
-        loss, parts = self.generator_loss(pred, batch["velocity"], extra)
+        loss, parts = self.generator_loss(pred, batch["velocity"], critic_state)
         return loss, (parts, batch_stats)
 
     def validation_loss(self, val_metrics):

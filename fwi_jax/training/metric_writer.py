@@ -1,0 +1,52 @@
+"""The run's metrics on disk: JSONL (always) and TensorBoard events (tensorboardX, no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+
+
+class MetricWriter:
+    """JSONL (always) and TensorBoard events (tensorboardX, no TensorFlow) on process 0."""
+
+    def __init__(self, workdir: Path, tensorboard: bool):
+        self.enabled = jax.process_index() == 0
+        self._tb = None
+        if not self.enabled:
+            return
+        self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(workdir / "tensorboard"))
+
+    def write(self, step: int, split: str, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+            self._jsonl.flush()
+            if self._tb is not None:
+                for k, v in values.items():
+                    self._tb.add_scalar(f"{split}/{k}", v, step)
+        except OSError as e:
+            raise OSError(
+                e.errno,
+                f"could not write the metrics of step {step} to {self._jsonl.name} ({e.strerror}); free "
+                "space or fix permissions, then rerun the same command to resume from the last checkpoint",
+            ) from None
+
+    def close(self) -> None:
+        """Close the files; a failing flush (a full disk) is reported, never raised: closing runs while
+        another error (the one that names the problem) may be on its way out."""
+        if not self.enabled:
+            return
+        for name, f in (("metrics.jsonl", self._jsonl), ("TensorBoard events", self._tb)):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError as e:
+                print(f"warning: could not flush the {name} ({e.strerror})", file=sys.stderr)

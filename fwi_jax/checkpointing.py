@@ -29,11 +29,18 @@ class Checkpointer:
     def __init__(self, workdir: str | Path, keep: int = 3, async_save: bool = True):
         root = Path(workdir).expanduser().absolute()  # Orbax needs absolute paths
         self.directory = root / "checkpoints"
-        items = ("state", "data", "config")
+        # Handlers named up front: a fresh manager can then read an item's metadata before any restore.
+        def items():
+            return {
+                "state": ocp.StandardCheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
+                "config": ocp.JsonCheckpointHandler(),
+            }
+
         self._latest = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True),
-            item_names=items,
+            item_handlers=items(),
         )
         self._best = ocp.CheckpointManager(
             root / "best",
@@ -44,7 +51,7 @@ class Checkpointer:
                 create=True,
                 enable_async_checkpointing=async_save,
             ),
-            item_names=items,
+            item_handlers=items(),
         )
 
     def all_steps(self) -> list[int]:

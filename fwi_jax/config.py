@@ -119,7 +119,7 @@ def dataset_config(dataset: str) -> ml_collections.ConfigDict:
 def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The `small` InversionNet (widths 8..128) on a generated FlatVel-A-like set: minutes on a laptop CPU.
 
-    The recipe was chosen by measurement (README "Results"): the fast solver makes the data in ~30 s
+    The recipe was chosen by measurement (docs/results.md): the fast solver makes the data in ~30 s
     instead of 3.5 min, and the time saved buys steps; batch 8 makes twice the updates of batch 16 at
     the same samples/s, and a cosine decay to 0 ends higher than one x0.1 drop.
     ``arg="smoke"`` shrinks everything for tests (seconds).
@@ -163,7 +163,7 @@ def velocitygan_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """
     if arg in ("quickstart", "smoke"):
         c = quickstart_config(None if arg == "quickstart" else "smoke")
-        if arg == "quickstart":  # the recipe its README numbers were measured with
+        if arg == "quickstart":  # the recipe its docs/results.md numbers were measured with
             c.data.mode, c.batch_size, c.num_epochs = "exact", 16, 16
             c.optim.update(lr=1e-3, decay="step")
     elif arg:

@@ -1,6 +1,5 @@
-"""deepwave side of generation.py: a line protocol on stdin/stdout, so its timings alternate with JAX's.
+"""deepwave side of generation.py and gradient.py, a sidecar (see _sidecar.py); requests:
 
-    python _deepwave_sidecar.py      then send JSON lines:
         {"cmd": "setup", "models": "MODELS.npy"}       load (B, 70, 70) maps, warm up
         {"cmd": "time", "batch": N}                    seconds for the first N models
         {"cmd": "data", "batch": N, "out": "OUT.npy"}  their receiver data, deepwave's raw convention
@@ -13,14 +12,12 @@
 Runs in an interpreter with torch + deepwave (on these machines a Python 3.11 venv).
 """
 
-import json
 import resource
-import sys
-import time
 
 import deepwave
 import numpy as np
 import torch
+from _sidecar import serve, timed
 
 
 def ricker(freq, dt, nt):
@@ -69,41 +66,43 @@ def gradients(starts, targets):
     return np.stack(out)
 
 
-def main():
-    models = starts = targets = None
-    for line in sys.stdin:
-        msg = json.loads(line)
-        if msg["cmd"] == "setup":
-            models = np.load(msg["models"]).astype(np.float32)
-            run(models[:1])  # warm-up
-            reply = {"torch_threads": torch.get_num_threads(), "deepwave": getattr(deepwave, "__version__", "?")}
-        elif msg["cmd"] == "time":
-            t = time.perf_counter()
-            run(models[: msg["batch"]])
-            reply = {"seconds": time.perf_counter() - t}
-        elif msg["cmd"] == "data":
-            np.save(msg["out"], run(models[: msg["batch"]]))
-            reply = {"ok": True}
-        elif msg["cmd"] == "grad_setup":
-            starts = np.load(msg["start"]).astype(np.float32)
-            with torch.no_grad():
-                targets = [simulate(torch.from_numpy(v)) for v in extend(models)]
-            gradients(starts[:1], targets[:1])  # warm-up
-            reply = {"ok": True}
-        elif msg["cmd"] == "grad_time":
-            t = time.perf_counter()
-            gradients(starts[: msg["batch"]], targets[: msg["batch"]])
-            seconds = time.perf_counter() - t
-            reply = {"seconds": seconds, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-        elif msg["cmd"] == "grad":
-            np.save(msg["out"], gradients(starts[: msg["batch"]], targets[: msg["batch"]]))
-            reply = {"ok": True}
-        elif msg["cmd"] == "quit":
-            break
-        else:
-            reply = {"error": f"unknown command {msg['cmd']!r}"}
-        print(json.dumps(reply), flush=True)
+state: dict = {}  # models; for the gradient mode also starts and targets
+
+
+def setup(msg: dict) -> dict:
+    state["models"] = np.load(msg["models"]).astype(np.float32)
+    run(state["models"][:1])  # warm-up
+    return {"torch_threads": torch.get_num_threads(), "deepwave": getattr(deepwave, "__version__", "?")}
+
+
+def grad_setup(msg: dict) -> dict:
+    state["starts"] = np.load(msg["start"]).astype(np.float32)
+    with torch.no_grad():
+        state["targets"] = [simulate(torch.from_numpy(v)) for v in extend(state["models"])]
+    grad_of(1)  # warm-up
+    return {"ok": True}
+
+
+def grad_of(n: int) -> np.ndarray:
+    return gradients(state["starts"][:n], state["targets"][:n])
+
+
+def save(path: str, array: np.ndarray) -> dict:
+    np.save(path, array)
+    return {"ok": True}
 
 
 if __name__ == "__main__":
-    main()
+    serve(
+        {
+            "setup": setup,
+            "time": lambda msg: {"seconds": timed(lambda: run(state["models"][: msg["batch"]]))},
+            "data": lambda msg: save(msg["out"], run(state["models"][: msg["batch"]])),
+            "grad_setup": grad_setup,
+            "grad_time": lambda msg: {
+                "seconds": timed(lambda: grad_of(msg["batch"])),
+                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            },
+            "grad": lambda msg: save(msg["out"], grad_of(msg["batch"])),
+        }
+    )

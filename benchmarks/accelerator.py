@@ -1,6 +1,7 @@
 """One command for an accelerator host: step time, training throughput and data generation.
 
     python benchmarks/accelerator.py --out DIR [--budget-s 480] [--quick]
+    python benchmarks/accelerator.py --quick --out /tmp/acc         # a check: 5-8 minutes on a 2-core CPU
 
 Runs, one after another (each in its own process, each with its share of the time budget):
   1. step_time.py: fwi_jax's full-size InversionNet train / inference step, float32 and bfloat16,
@@ -8,23 +9,26 @@ Runs, one after another (each in its own process, each with its share of the tim
   2. train_throughput.py: the real training loop against its isolated step with device-resident
      data (float32 and bfloat16 storage), full-size model, batch 256;
   3. generation.py: the generator's fast mode at 256 models per call.
-Each part's table and log go to DIR/<part>.log and its JSON to DIR/<part>.json; DIR/accelerator.json
-lists the parts with their status and seconds, and a combined table is printed at the end.
-`--quick` shrinks every part to run on a laptop CPU in a few minutes (to check the script).
+Each part's log goes to DIR/<part>.log and its JSON to DIR/<part>.json; the part's table is shown
+from its JSON (its "table" lines) after it ends, or the log's tail when it has none. DIR/accelerator.json
+lists the parts with their status, seconds and tables, and a table of the parts is printed at the end.
+`--quick` shrinks every part to run on a laptop CPU in a few minutes (to check the script). This
+process never imports JAX (it would hold the accelerator's memory from the parts).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _harness import Col, jax_facts, print_table, read_table, write_results
+
 HERE = Path(__file__).resolve().parent
+COLUMNS = ["part", "status", Col("seconds", "seconds", "{:.0f}")]
 
 
 def parts(quick: bool, out: Path) -> list[tuple[str, list[str], float]]:
@@ -52,20 +56,10 @@ def parts(quick: bool, out: Path) -> list[tuple[str, list[str], float]]:
     ]  # fmt: skip
 
 
-def describe_device() -> tuple[str, str]:
-    """Asked in a child process: JAX here would take the accelerator's memory from the parts."""
-    code = (
-        "import jax; d = jax.devices(); "
-        "print(f'{len(d)} x {d[0].device_kind} ({jax.default_backend()})'); print(jax.__version__)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    device, version = out.stdout.strip().splitlines()[-2:]
-    return device, version
-
-
 def run_part(name: str, cmd: list[str], timeout: float, out: Path) -> dict:
     print(f"== {name} (at most {timeout:.0f} s): {' '.join(Path(c).name if '/' in c else c for c in cmd)}", flush=True)
-    log = out / f"{name}.log"
+    log, part_json = out / f"{name}.log", out / f"{name}.json"
+    part_json.unlink(missing_ok=True)  # a table left by an earlier run must not stand for this one
     t = time.perf_counter()
     env = dict(os.environ, PYTHONPATH=str(HERE.parent), PYTHONUNBUFFERED="1")
     with open(log, "w") as f:
@@ -75,10 +69,10 @@ def run_part(name: str, cmd: list[str], timeout: float, out: Path) -> dict:
         except subprocess.TimeoutExpired:
             status = f"timed out after {timeout:.0f} s"
     seconds = time.perf_counter() - t
-    table = [line for line in log.read_text().splitlines() if line.startswith("|")]
+    table = read_table(part_json)
     print("\n".join(table) if table else log.read_text()[-2000:])
     print(f"-- {name}: {status} in {seconds:.0f} s (log: {log})\n", flush=True)
-    return {"part": name, "status": status, "seconds": seconds, "json": str(out / f"{name}.json"), "table": table}
+    return {"part": name, "status": status, "seconds": seconds, "json": str(part_json), "table": table}
 
 
 def main() -> None:
@@ -89,20 +83,12 @@ def main() -> None:
     a = p.parse_args()
     out = Path(a.out).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
-    device, jax_version = describe_device()
+    facts = jax_facts()
+    device = f"{facts['device_count']} x {facts['device_kind']} ({facts['backend']})"
     print(f"accelerator benchmark on {device}, {os.cpu_count()} CPU cores; budget {a.budget_s:.0f} s\n", flush=True)
     results = [run_part(name, cmd, a.budget_s * share, out) for name, cmd, share in parts(a.quick, out)]
-    summary = {
-        "device": device,
-        "cpus": os.cpu_count(),
-        "jax": jax_version,
-        "python": platform.python_version(),
-        "quick": a.quick,
-        "parts": results,
-    }
-    (out / "accelerator.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"summary: {', '.join(f'{r["part"]} {r["status"]} ({r["seconds"]:.0f} s)' for r in results)}")
-    print(f"wrote {out / 'accelerator.json'}")
+    table = print_table(results, COLUMNS, "accelerator benchmark parts")
+    write_results(out / "accelerator.json", {"quick": a.quick, "budget_s": a.budget_s, "parts": results}, table, args=a)
     if any(r["status"] != "ok" for r in results):
         sys.exit(1)
 

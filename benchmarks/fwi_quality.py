@@ -3,6 +3,11 @@ FWI from the prediction, at equal iteration budgets, on held-out generated sampl
 
     python benchmarks/fwi_quality.py --workdir runs/quickstart [--families curvevel-a flatfault-a]
         [--samples 4] [--iterations 10] [--frequencies 5,10,full] [--work ~/.cache/fwi_jax/fwi_quality]
+    python benchmarks/fwi_quality.py --workdir RUN --families flatvel-a --samples 1 --iterations 1 \
+        --frequencies full --work /tmp/fq --out /tmp/fq.json --picture /tmp/fq.png   # a check, ~2 min
+
+About 12 minutes at the defaults on a 2-core CPU (two inversions of ~3 min per family), plus the
+quickstart run it needs (`python -m fwi_jax.train --config configs/quickstart.py --workdir RUN`).
 
 Data are made by the exact (OpenFWI) scheme and inverted with the fast solver, so the inversion
 never uses the operator that made its data (no inverse crime). Each (family, start) inversion is
@@ -20,19 +25,37 @@ import json
 import time
 from pathlib import Path
 
-from fwi_jax.cpu_runtime import use_all_cpu_cores, use_transparent_hugepages
+from _harness import prepare_host
 
-use_all_cpu_cores()
+prepare_host(__name__, all_cores=True)  # first: one JAX device per core
 
-import numpy as np  # noqa: E402
+# ruff: noqa: E402
+import numpy as np
+from _harness import Col, print_table, write_results
 
-from fwi_jax import invert  # noqa: E402
-from fwi_jax.data.generate import GenerationSpec, generate_dataset  # noqa: E402
-from fwi_jax.physics import openfwi_geometry  # noqa: E402
-from fwi_jax.physics.inversion import FWISettings, velocity_metrics  # noqa: E402
+from fwi_jax import invert
+from fwi_jax.data.generate import GenerationSpec, generate_dataset
+from fwi_jax.physics import openfwi_geometry
+from fwi_jax.physics.inversion import FWISettings, velocity_metrics
 
 HERE = Path(__file__).resolve().parent
 LINEAR = "linear:1500,4500"  # the OpenFWI velocity range, top to bottom
+STARTS = ("linear 1D start", "prediction", "FWI from linear 1D", "FWI from prediction")
+
+
+def _misfit_text(row: dict) -> str:
+    misfit = f"{row['misfit']:.3g}" if "misfit" in row else "-"
+    return f"{row['misfit_start']:.3g} -> {misfit}" if "misfit_start" in row else misfit
+
+
+COLUMNS = [
+    "family",
+    "model",
+    Col("MAE (m/s)", "mae_ms", "{:.1f}"),
+    Col("RMSE (m/s)", "rmse_ms", "{:.1f}"),
+    Col("SSIM", "ssim", "{:.3f}"),
+    Col("data misfit", _misfit_text),
+]
 
 
 def held_out(family: str, n: int, seed: int, folder: Path) -> tuple[Path, Path]:
@@ -101,30 +124,22 @@ def main() -> None:
     p.add_argument("--frequencies", default="5,10,full")
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     p.add_argument("--work", default=str(Path.home() / ".cache" / "fwi_jax" / "fwi_quality"))
-    p.add_argument("--json", default=str(HERE / "results" / "fwi_quality.json"))
+    p.add_argument("--out", "--json", dest="out", default=str(HERE / "results" / "fwi_quality.json"))
     p.add_argument("--picture", default=str(HERE.parent / "docs" / "fwi_quality.png"))
     a = p.parse_args()
     settings = FWISettings(geometry=openfwi_geometry(), optimizer=a.optimizer, iterations=a.iterations,
                            frequencies=invert.parse_frequencies(a.frequencies))  # fmt: skip
     work = Path(a.work).expanduser().absolute()
-    table = {family: run_family(family, a, settings, work) for family in a.families}
+    families = {family: run_family(family, a, settings, work) for family in a.families}
     budget = f"{a.iterations} iterations x {len(settings.frequencies)} stages ({a.frequencies} Hz), {a.optimizer}"
-    print(f"\n{a.samples} held-out samples per family (exact-mode data, fast-mode inversion); {budget}\n")
-    print("| family | model | MAE (m/s) | RMSE (m/s) | SSIM | data misfit |")
-    print("|---|---|---|---|---|---|")
-    for family, rows in table.items():
-        for name in ("linear 1D start", "prediction", "FWI from linear 1D", "FWI from prediction"):
-            r = rows[name]
-            misfit = f"{r['misfit']:.3g}" if "misfit" in r else "-"
-            if "misfit_start" in r:
-                misfit = f"{r['misfit_start']:.3g} -> {misfit}"
-            print(f"| {family} | {name} | {r['mae_ms']:.1f} | {r['rmse_ms']:.1f} | {r['ssim']:.3f} | {misfit} |")
+    title = f"{a.samples} held-out samples per family (exact-mode data, fast-mode inversion); {budget}"
+    rows = [{"family": family, "model": name, **r[name]} for family, r in families.items() for name in STARTS]
+    table = print_table(rows, COLUMNS, title)
     report = {"samples": a.samples, "iterations": a.iterations, "frequencies": a.frequencies,
-              "optimizer": a.optimizer, "workdir": str(a.workdir), "families": table}  # fmt: skip
-    Path(a.json).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {a.json} and {picture(a.families, a.workdir, work, Path(a.picture))}")
+              "optimizer": a.optimizer, "workdir": str(a.workdir), "families": families}  # fmt: skip
+    write_results(a.out, report, table, args=a)
+    print(f"wrote {picture(a.families, a.workdir, work, Path(a.picture))}")
 
 
 if __name__ == "__main__":
-    use_transparent_hugepages()
     main()

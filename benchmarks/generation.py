@@ -1,14 +1,17 @@
 """Data-generation throughput: fwi_jax exact / fast modes against deepwave, alternating in one run.
 
     python benchmarks/generation.py [--models 16] [--rounds 5] [--out benchmarks/results/generation.json]
+    python benchmarks/generation.py --models 2 --rounds 1 --no-deepwave --out /tmp/gen.json   # a check, ~1 min
+
+A few minutes at the defaults on a 2-core CPU (compilation, then ~45 s of timed calls per 5 rounds).
 
 deepwave needs PyTorch; it runs in a separate interpreter (on these machines a Python 3.11 venv with
 torch==2.13.0 and deepwave) named by --torch-python, else the one fwi_jax.torchenv finds
 ($FWI_JAX_TORCH_PYTHON), kept alive as a sidecar. Each round times every fwi_jax variant, then
-deepwave, on the same models, so a ratio compares calls made seconds apart (this VM's speed drifts
-by tens of % within minutes): the table gives the median seconds over rounds and the median and
-range of the per-round ratios. deepwave's receiver data are aligned to the OpenFWI convention
-(negated, one sample earlier) before comparing.
+deepwave, on the same models, so a ratio compares calls made seconds apart (_harness.Ratio): the
+table gives the median seconds over rounds and the median and range of the per-round ratios.
+deepwave's receiver data are aligned to the OpenFWI convention (negated, one sample earlier)
+before comparing.
 
 Prints a table and writes JSON: samples/s for each propagator at 1 and N models per call, the
 throughput ratio to deepwave, and the relative L2 difference of the receiver data.
@@ -17,41 +20,24 @@ throughput ratio to deepwave, and the relative L2 difference of the receiver dat
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-import tempfile
-import time
 from pathlib import Path
 
-from fwi_jax.cpu_runtime import use_all_cpu_cores, use_transparent_hugepages
+from _harness import prepare_host
 
-use_all_cpu_cores()  # before JAX is imported: one device per core
+prepare_host(__name__, all_cores=True)  # first: one JAX device per core
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from _sidecar import TorchSidecar  # noqa: E402
+# ruff: noqa: E402
+import jax
+import numpy as np
+from _deepwave import benchmark_models, columns, deepwave
+from _harness import Ratio, alternate, median, print_table, timed, write_results
 
-from fwi_jax import torchenv  # noqa: E402
-from fwi_jax.data import velocity  # noqa: E402
-from fwi_jax.physics import forward  # noqa: E402
+from fwi_jax.physics import forward
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = {"exact": ("exact", {}), "fast": ("fast", {}), "fast (PML 10)": ("fast", {"pml": 10})}
 DEEPWAVE = "deepwave (PML 20)"
-
-
-def benchmark_models(n: int) -> np.ndarray:
-    """Half slow-top FlatVel-A, half CurveFault-B maps (fast tops are the sponge's worst case)."""
-    a = velocity.generate("flatvel-a", n - n // 2, seed=11)
-    b = velocity.generate("curvefault-b", n // 2, seed=12)
-    return np.concatenate([a, b])
-
-
-def time_call(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+COLUMNS = columns("samples/s", "samples_per_s", "vs deepwave (range over rounds)")
 
 
 def align_deepwave(raw: np.ndarray) -> np.ndarray:
@@ -93,44 +79,25 @@ def main() -> None:
         if bs != a.models:
             calls[name, bs]()
 
-    python = None if a.no_deepwave else torchenv.torch_python(a.torch_python)
-    dw, dw_info = None, None
-    with tempfile.TemporaryDirectory() as tmp:
-        if python is None:
-            print("deepwave not run: pass --torch-python or set FWI_JAX_TORCH_PYTHON (see README)", file=sys.stderr)
-        else:
-            np.save(Path(tmp) / "models.npy", models)
-            dw = TorchSidecar("_deepwave_sidecar.py", python=python)
-            dw_info = dw.ask(cmd="setup", models=str(Path(tmp) / "models.npy"))
-            dw.ask(cmd="data", batch=a.models, out=str(Path(tmp) / "dw.npy"))
-            data["deepwave"] = align_deepwave(np.load(Path(tmp) / "dw.npy"))
-        seconds: dict[tuple[str, int], list[float]] = {key: [] for key in calls}
-        for r in range(a.rounds):
-            for key, fn in calls.items():
-                seconds[key].append(time_call(fn))
-            if dw is not None:
-                for bs in batches:
-                    seconds.setdefault((DEEPWAVE, bs), []).append(dw.ask(cmd="time", batch=bs)["seconds"])
-            print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
+    with deepwave(models, a.torch_python, not a.no_deepwave) as dw:
+        sides = {key: (lambda fn=fn: timed(fn)) for key, fn in calls.items()}
         if dw is not None:
-            dw.close()
+            data["deepwave"] = align_deepwave(dw.get("data", batch=a.models))
+            sides |= {(DEEPWAVE, bs): (lambda bs=bs: dw.ask("time", batch=bs)["seconds"]) for bs in batches}
+        seconds = alternate(sides, a.rounds)
+        dw_info = dw.info if dw is not None else None
 
     rows = []
     for (name, bs), secs in seconds.items():
         row = {
             "propagator": name if name == DEEPWAVE else f"fwi_jax {name}",
             "models_per_call": bs,
-            "seconds": float(np.median(secs)),
+            "seconds": median(secs),
             "seconds_per_round": secs,
-            "samples_per_s": bs / float(np.median(secs)),
+            "samples_per_s": bs / median(secs),
         }
         if (DEEPWAVE, bs) in seconds:  # per-round ratios of samples/s
-            ratios = np.asarray(seconds[DEEPWAVE, bs]) / np.asarray(secs)
-            row |= {
-                "ratio_vs_deepwave": float(np.median(ratios)),
-                "ratio_min": float(ratios.min()),
-                "ratio_max": float(ratios.max()),
-            }
+            row |= Ratio.of(seconds[DEEPWAVE, bs], secs).fields("ratio_vs_deepwave")
         rows.append(row)
 
     diffs = {}
@@ -146,43 +113,17 @@ def main() -> None:
             "fast_vs_deepwave": rel_l2(data["fast"], data["deepwave"]),
         }
 
-    print(
-        f"\ndevices: {jax.device_count()} x {jax.devices()[0].platform}; models: {a.models} "
-        f"(half FlatVel-A, half CurveFault-B); one sample = 5 shots x 1000 steps; {a.rounds} rounds\n"
+    title = (
+        f"devices: {jax.device_count()} x {jax.devices()[0].platform}; models: {a.models} "
+        f"(half FlatVel-A, half CurveFault-B); one sample = 5 shots x 1000 steps; {a.rounds} rounds"
     )
-    print(f"| {'propagator':<24} | models/call | s/call | samples/s | vs deepwave (range over rounds) |")
-    print(f"|{'-' * 26}|-------------|--------|-----------|---------------------------------|")
-    for r in rows:
-        ratio = "-"
-        if "ratio_vs_deepwave" in r:
-            ratio = f"{r['ratio_vs_deepwave']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
-        print(
-            f"| {r['propagator']:<24} | {r['models_per_call']:>11} | {r['seconds']:>6.2f} | "
-            f"{r['samples_per_s']:>9.2f} | {ratio:>31} |"
-        )
+    table = print_table(rows, COLUMNS, title)
     print("\nrelative L2 difference of receiver data:")
     for k, v in diffs.items():
         print(f"  {k}: {v:.4%}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "rows": rows,
-                "relative_l2": diffs,
-                "rounds": a.rounds,
-                "deepwave_sidecar": dw_info,
-                "devices": jax.device_count(),
-                "platform": jax.devices()[0].platform,
-                "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"\nwrote {out}")
+    content = {"rows": rows, "relative_l2": diffs, "rounds": a.rounds, "deepwave_sidecar": dw_info}
+    write_results(a.out, content, table, args=a)
 
 
 if __name__ == "__main__":
-    use_transparent_hugepages()  # the deepwave sidecar inherits it: both sides alike
     main()

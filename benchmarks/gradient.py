@@ -2,6 +2,9 @@
 propagator with its backward pass, alternating in one run.
 
     python benchmarks/gradient.py [--models 16] [--rounds 3] [--out benchmarks/results/gradient.json]
+    python benchmarks/gradient.py --models 2 --rounds 1 --no-deepwave --out /tmp/grad.json   # a check, ~1 min
+
+About 3 minutes at the defaults on a 2-core CPU (~90 s of timed gradients over 3 rounds, compilation).
 
 One gradient = d/dv of the L2 data misfit of one 70 x 70 model: forward and adjoint of 5 shots x
 1000 steps, OpenFWI's geometry, a 20-cell PML on both sides (fwi_jax fast mode: CPML, deepwave: its
@@ -9,35 +12,33 @@ PML), 4th-order space, 1 ms. Each side fits its own data of the true models from
 way to the models' mean, so the gradients are comparable: their cosine similarity is reported.
 deepwave runs in the PyTorch interpreter (--torch-python / $FWI_JAX_TORCH_PYTHON) as a sidecar, as
 in generation.py; each round times fwi_jax, then deepwave, at 1 and N models per call, and the
-table gives median seconds and the median and range of the per-round ratios. Peak memory: fwi_jax's
+table gives median seconds and the median and range of the per-round ratios (_harness.Ratio). Peak memory: fwi_jax's
 compiled temporary buffers (XLA memory analysis) and each process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import sys
-import tempfile
 from pathlib import Path
 
-from fwi_jax.cpu_runtime import use_all_cpu_cores, use_transparent_hugepages
+from _harness import prepare_host
 
-use_all_cpu_cores()  # before JAX is imported: one device per core
+prepare_host(__name__, all_cores=True)  # first: one JAX device per core
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from _sidecar import TorchSidecar  # noqa: E402
-from generation import benchmark_models, time_call  # noqa: E402
+# ruff: noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _deepwave import benchmark_models, columns, deepwave
+from _harness import Col, Ratio, alternate, median, print_table, timed, write_results
 
-from fwi_jax import torchenv  # noqa: E402
-from fwi_jax.physics import forward  # noqa: E402
+from fwi_jax.physics import forward
 
 HERE = Path(__file__).resolve().parent
 DEEPWAVE = "deepwave scalar (PML 20)"
 OURS = "fwi_jax fast (CPML 20)"
+COLUMNS = [*columns("gradients/s", "gradients_per_s", "vs deepwave (range)"), Col("peak memory", "memory")]
 
 
 def start_models(models: np.ndarray) -> np.ndarray:
@@ -61,6 +62,7 @@ def main() -> None:
     p.add_argument("--models", type=int, default=16, help="models per call for the batched rows")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--torch-python", default="", help="interpreter with torch + deepwave")
+    p.add_argument("--no-deepwave", action="store_true", help="time fwi_jax only")
     p.add_argument("--out", default=str(HERE / "results" / "gradient.json"))
     a = p.parse_args()
     models = benchmark_models(a.models)
@@ -75,75 +77,49 @@ def main() -> None:
         analysis = compiled.memory_analysis()
         memory[bs] = getattr(analysis, "temp_size_in_bytes", 0) / 2**20 if analysis is not None else None
         ours = np.asarray(grad(*inputs[bs]))
-    calls = {bs: (lambda bs=bs: jax.block_until_ready(grad(*inputs[bs]))) for bs in batches}
 
-    python = torchenv.torch_python(a.torch_python)
-    seconds = {(OURS, bs): [] for bs in batches}
-    dw_rss, similarity = None, None
-    with tempfile.TemporaryDirectory() as tmp:
-        dw = None
-        if python is None:
-            print("deepwave not run: pass --torch-python or set FWI_JAX_TORCH_PYTHON (see README)", file=sys.stderr)
-        else:
-            np.save(Path(tmp) / "models.npy", models)
-            np.save(Path(tmp) / "start.npy", starts)
-            dw = TorchSidecar("_deepwave_sidecar.py", python=python)
-            dw.ask(cmd="setup", models=str(Path(tmp) / "models.npy"))
-            dw.ask(cmd="grad_setup", start=str(Path(tmp) / "start.npy"))
-            dw.ask(cmd="grad", batch=a.models, out=str(Path(tmp) / "dw_grad.npy"))
-            similarity = cosine(ours, np.load(Path(tmp) / "dw_grad.npy"))
-        for r in range(a.rounds):
-            for bs in batches:
-                seconds[OURS, bs].append(time_call(calls[bs]))
-                if dw is not None:
-                    reply = dw.ask(cmd="grad_time", batch=bs)
-                    seconds.setdefault((DEEPWAVE, bs), []).append(reply["seconds"])
-                    dw_rss = reply["max_rss_mb"]
-            print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
+    similarity = None
+    with deepwave(models, a.torch_python, not a.no_deepwave) as dw:
+        sides = {}
+        for bs in batches:
+            sides[OURS, bs] = lambda bs=bs: timed(lambda: jax.block_until_ready(grad(*inputs[bs])))
+            if dw is not None:
+                sides[DEEPWAVE, bs] = lambda bs=bs: dw.ask("grad_time", batch=bs)
         if dw is not None:
-            dw.close()
-    rows = table(seconds, memory, dw_rss)
+            dw.ask("grad_setup", start=dw.put("start", starts))
+            similarity = cosine(ours, dw.get("grad", batch=a.models))
+        timed_rounds = alternate(sides, a.rounds)
+    seconds = {key: [r["seconds"] for r in rs] if key[0] == DEEPWAVE else rs for key, rs in timed_rounds.items()}
+    dw_rss = timed_rounds[DEEPWAVE, a.models][-1]["max_rss_mb"] if (DEEPWAVE, a.models) in timed_rounds else None
+    rows = table_rows(seconds, memory, dw_rss)
     our_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        f"\ndevices: {jax.device_count()} x {jax.devices()[0].platform}; models: {a.models} (half FlatVel-A, "
-        f"half CurveFault-B); one gradient = 5 shots x 1000 steps forward + adjoint; {a.rounds} rounds\n"
+    title = (
+        f"devices: {jax.device_count()} x {jax.devices()[0].platform}; models: {a.models} (half FlatVel-A, "
+        f"half CurveFault-B); one gradient = 5 shots x 1000 steps forward + adjoint; {a.rounds} rounds"
     )
-    print("| propagator | models/call | s/call | gradients/s | vs deepwave (range) | peak memory |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        ratio = "-"
-        if "ratio_vs_deepwave" in r:
-            ratio = f"{r['ratio_vs_deepwave']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
-        cells = (r["propagator"], r["models_per_call"], f"{r['seconds']:.2f}", f"{r['gradients_per_s']:.2f}", ratio)
-        print("| " + " | ".join(map(str, cells)) + f" | {r['memory']} |")
+    table = print_table(rows, COLUMNS, title)
     if similarity is not None:
         print(f"\ncosine similarity of the two gradients (mean over {a.models} models): {similarity:.4f}")
     print(f"peak RSS: fwi_jax process {our_rss:.0f} MB" + (f", deepwave sidecar {dw_rss:.0f} MB" if dw_rss else ""))
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"rows": rows, "cosine_similarity": similarity, "rounds": a.rounds, "devices": jax.device_count()}
-    report |= {"platform": jax.devices()[0].platform, "fwi_jax_peak_rss_mb": our_rss, "deepwave_peak_rss_mb": dw_rss}
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    content = {"rows": rows, "cosine_similarity": similarity, "rounds": a.rounds}
+    content |= {"fwi_jax_peak_rss_mb": our_rss, "deepwave_peak_rss_mb": dw_rss}
+    write_results(a.out, content, table, args=a)
 
 
-def table(seconds: dict, memory: dict, dw_rss: float | None) -> list[dict]:
+def table_rows(seconds: dict, memory: dict, dw_rss: float | None) -> list[dict]:
     rows = []
-    for (name, bs), secs in seconds.items():
-        row = {"propagator": name, "models_per_call": bs, "seconds": float(np.median(secs)),
-               "seconds_per_round": secs, "gradients_per_s": bs / float(np.median(secs))}  # fmt: skip
+    for (name, bs), secs in sorted(seconds.items(), key=lambda item: item[0][0] != OURS):  # fwi_jax's rows first
+        row = {"propagator": name, "models_per_call": bs, "seconds": median(secs),
+               "seconds_per_round": secs, "gradients_per_s": bs / median(secs)}  # fmt: skip
         if name == OURS:
             row["memory"] = f"{memory[bs]:.0f} MB temporaries" if memory.get(bs) is not None else "-"
         else:
             row["memory"] = f"{dw_rss:.0f} MB process RSS" if dw_rss else "-"
         if name == OURS and (DEEPWAVE, bs) in seconds:
-            ratios = np.asarray(seconds[DEEPWAVE, bs]) / np.asarray(secs)
-            row |= {"ratio_vs_deepwave": float(np.median(ratios)), "ratio_min": float(ratios.min()),
-                    "ratio_max": float(ratios.max())}  # fmt: skip
+            row |= Ratio.of(seconds[DEEPWAVE, bs], secs).fields("ratio_vs_deepwave")
         rows.append(row)
     return rows
 
 
 if __name__ == "__main__":
-    use_transparent_hugepages()  # the deepwave sidecar inherits it: both sides alike
     main()

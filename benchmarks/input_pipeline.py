@@ -1,6 +1,11 @@
 """Input pipeline throughput and peak memory: memory-mapped .npy vs TFDS array_record, 0 / 2 workers.
 
     python benchmarks/input_pipeline.py [--files 10] [--file-size 16] [--batches 40] [--train-preset openfwi]
+    python benchmarks/input_pipeline.py --files 2 --file-size 4 --batch 4 --batches 6 --train-preset tiny \
+        --cache /tmp/bench/datasets --out /tmp/ip.json                            # a check, ~2 min
+
+About 5 minutes at the defaults on a 2-core CPU, the first time (the dataset is generated and built
+as TFDS once, then cached under --cache).
 
 Makes a FlatVel-A-like dataset with fwi_jax's generator (fast mode, cached), builds it as TFDS,
 and also lists the same files 4x (hard links) to check that memory does not grow with the number
@@ -12,7 +17,6 @@ Prints a table and writes benchmarks/results/input_pipeline.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -21,8 +25,20 @@ import threading
 import time
 from pathlib import Path
 
+from _harness import Col, child_row, median, print_row, print_table, timings, write_results
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "input_pipeline.json"
+SAMPLE_MB = 5 * 1000 * 70 * 4 / 2**20  # one float32 seismic sample
+COLUMNS = [
+    "source",
+    "workers",
+    "files",
+    Col("samples/s", "samples_per_s", "{:.0f}"),
+    Col("MB/s", lambda r: f"{r['samples_per_s'] * SAMPLE_MB:.0f}"),
+    Col("x train step", "x_train_step", "{:.0f}x"),
+    Col("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+]
 
 
 def _tree_rss(proc) -> int:
@@ -69,7 +85,7 @@ def measure(args: argparse.Namespace) -> None:
     dt = time.perf_counter() - t
     it.close()
     stop.set()
-    print(json.dumps({"samples_per_s": n / dt, "peak_rss_mb": peak[0] / 2**20, "samples": n, "len": len(src)}))
+    print_row({"samples_per_s": n / dt, "peak_rss_mb": peak[0] / 2**20, "samples": n, "len": len(src)})
 
 
 def train_step_rate(preset: str, batch: int) -> dict:
@@ -93,17 +109,14 @@ def train_step_rate(preset: str, batch: int) -> dict:
         "seismic": rng.normal(size=(batch, *input_shape(spec))).astype(np.float32),
         "velocity": rng.uniform(-1, 1, size=(batch, 70, 70, 1)).astype(np.float32),
     }
-    t = time.perf_counter()
-    state, m = step(state, b)
-    jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t
-    times = []
-    for _ in range(3):
-        t = time.perf_counter()
+
+    def train_step() -> None:
+        nonlocal state
         state, m = step(state, b)
         jax.block_until_ready(m)
-        times.append(time.perf_counter() - t)
-    med = float(np.median(times))
+
+    compile_s, *times = timings(train_step, 4)
+    med = median(times)
     return {"preset": preset, "batch": batch, "step_s": med, "samples_per_s": batch / med, "first_call_s": compile_s}
 
 
@@ -162,27 +175,18 @@ def main() -> None:
     rows = []
     cases = [("npy", w, "all.txt") for w in (0, 2)] + [("npy", 0, "many.txt")] + [("tfds", w, None) for w in (0, 2)]
     for source, workers, split in cases:
-        cmd = [sys.executable, __file__, "--child", "--source", source, "--workers", str(workers)]
-        cmd += ["--root", str(root), "--split", str(split), "--tfds-dir", str(tfds_dir)]
-        cmd += ["--batch", str(args.batch), "--batches", str(args.batches)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        r = json.loads(out)
+        flags = ["--source", source, "--workers", workers, "--root", root, "--split", split, "--tfds-dir", tfds_dir]
+        r = child_row(__file__, [*flags, "--batch", args.batch, "--batches", args.batches])
         files = args.files * (4 if split == "many.txt" else 1)
         rows.append({"source": source, "workers": workers, "files": files, **r})
         print(f"  {source:5s} workers={workers} files={files}: {r['samples_per_s']:.0f} samples/s", flush=True)
     print(f"timing the {args.train_preset} train step at batch {args.batch} ...", flush=True)
     train = train_step_rate(args.train_preset, args.batch)
 
-    sample_mb = 5 * 1000 * 70 * 4 / 2**20
-    print(f"\ninput pipeline, batch {args.batch}, {args.batches - 3} timed batches ({platform.processor() or 'cpu'})")
-    print("| source | workers | files | samples/s | MB/s | x train step | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|")
     for r in rows:
         r["x_train_step"] = r["samples_per_s"] / train["samples_per_s"]
-        print(
-            f"| {r['source']} | {r['workers']} | {r['files']} | {r['samples_per_s']:.0f} | "
-            f"{r['samples_per_s'] * sample_mb:.0f} | {r['x_train_step']:.0f}x | {r['peak_rss_mb']:.0f} |"
-        )
+    title = f"input pipeline, batch {args.batch}, {args.batches - 3} timed batches ({platform.processor() or 'cpu'})"
+    table = print_table(rows, COLUMNS, title)
     print(
         f"train step ({train['preset']}, batch {train['batch']}): {train['step_s']:.2f} s = "
         f"{train['samples_per_s']:.1f} samples/s; target: every row >= 10x"
@@ -196,12 +200,8 @@ def main() -> None:
         "train_step": train,
         "rss_growth_4x_files": growth,
         "meets_10x": all(r["x_train_step"] >= 10 for r in rows),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "args": {k: v for k, v in vars(args).items() if k in ("files", "file_size", "batch", "batches")},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, result, table, args=args)
 
 
 if __name__ == "__main__":  # grain spawns worker processes that re-import this file

@@ -1,12 +1,16 @@
 """Per-block forward + backward times of InversionNet: fwi_jax against the PyTorch blocks, in one run.
 
     python benchmarks/layer_times.py [--batch 16] [--reps 3] [--steps 3] [--conv-impl auto] [--no-torch]
+    python benchmarks/layer_times.py --batch 2 --reps 1 --steps 1 --out /tmp/layers.json   # a check, ~1 min
+
+About 5 minutes at the defaults on a 2-core CPU (25 blocks compiled, then each timed 9 times per side).
 
 Each Conv/Deconv-BN-activation block of the full-size network is timed alone in train mode:
 forward plus the gradients of its parameters and of its input, on a random input of the shape it
 sees inside the network and a random output cotangent. Rounds alternate between fwi_jax and
 PyTorch (a sidecar process: this interpreter when torch is importable, otherwise
-FWI_JAX_TORCH_PYTHON) so both see the same machine state. Shows where a framework loses time;
+FWI_JAX_TORCH_PYTHON) so both see the same machine state; a block's ratio is the median and range
+of the per-round ratios of its median times (_harness.Ratio). Shows where a framework loses time;
 the sum of blocks is not the train step (no loss, optimizer or cross-block fusion). Prints a
 table, writes benchmarks/results/layer_times.json.
 """
@@ -15,38 +19,33 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
-import platform
-import time
 from pathlib import Path
 
+from _harness import prepare_host
+
+prepare_host(__name__)  # first: huge pages, which the PyTorch sidecar inherits (both sides alike)
+
+# ruff: noqa: E402
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _sidecar import TorchSidecar
+from _harness import Col, Ratio, alternate, median, print_table, ratio_col, timings, write_results
+from _sidecar import Sidecar
 
-from fwi_jax.cpu_runtime import use_transparent_hugepages
 from fwi_jax.models import build_model
 from fwi_jax.models.layers import ConvBlock, DeconvBlock
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "layer_times.json"
-
-
-class TorchBlocks:
-    """The PyTorch network's blocks in the _torch_layers.py sidecar."""
-
-    def __init__(self, batch: int):
-        self.side = TorchSidecar("_torch_layers.py")
-        self.blocks = {name: tuple(shape) for name, shape in self.side.ask(cmd="setup", batch=batch)["blocks"]}
-
-    def time(self, n: int) -> dict[str, list[float]]:
-        return self.side.ask(cmd="time", n=n)["times"]
-
-    def close(self) -> None:
-        self.side.close()
+COLUMNS = [
+    "block",
+    Col("input (NHWC)", lambda r: " x ".join(map(str, r.get("input_nhwc", [])))),
+    Col("fwi_jax (ms)", "fwi_jax_ms", "{:.0f}"),
+    Col("PyTorch (ms)", "torch_ms", "{:.0f}"),
+    ratio_col("fwi_jax / PyTorch (range over rounds)"),
+]
 
 
 class JaxBlocks:
@@ -85,15 +84,11 @@ class JaxBlocks:
             self.blocks[path[-1]] = (fn, (v["params"], xin, ct), tuple(shape))
 
     def time(self, n: int) -> dict[str, list[float]]:
-        times = {}
-        for name, (fn, args, _) in self.blocks.items():
-            jax.block_until_ready(fn(*args))
-            times[name] = []
-            for _ in range(n):
-                t = time.perf_counter()
-                jax.block_until_ready(fn(*args))
-                times[name].append(time.perf_counter() - t)
-        return times
+        """Per block, ``n`` call times after one untimed call (as the PyTorch side times its blocks)."""
+        return {
+            name: timings(lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), n, warmup=1)
+            for name, (fn, args, _) in self.blocks.items()
+        }
 
 
 def main() -> None:
@@ -109,60 +104,46 @@ def main() -> None:
     dev = jax.devices()[0]
     print(f"compiling {a.batch=} blocks ...", flush=True)
     jb = JaxBlocks(a.batch, a.conv_impl, a.dtype)
-    tb = None if a.no_torch else TorchBlocks(a.batch)
+    sides = {"fwi_jax": functools.partial(jb.time, a.steps)}
+    tb = None if a.no_torch else Sidecar("_torch_layers.py")
     if tb is not None:
-        nhwc = {name: (s[0], s[2], s[3], s[1]) for name, s in tb.blocks.items()}
+        shapes = {name: tuple(shape) for name, shape in tb.ask("setup", batch=a.batch)["blocks"]}
+        nhwc = {name: (s[0], s[2], s[3], s[1]) for name, s in shapes.items()}
         mismatch = {k: (v[2], nhwc.get(k)) for k, v in jb.blocks.items() if nhwc.get(k) != v[2]}
         if mismatch or set(nhwc) != set(jb.blocks):
             raise RuntimeError(f"fwi_jax and PyTorch blocks differ (name: (jax NHWC, torch as NHWC)): {mismatch}")
-    jt = {k: [] for k in jb.blocks}
-    tt = {k: [] for k in jb.blocks}
-    for r in range(a.reps):
-        for k, v in jb.time(a.steps).items():
-            jt[k] += v
-        if tb is not None:
-            for k, v in tb.time(a.steps).items():
-                tt[k] += v
-        print(f"round {r + 1}/{a.reps} done", flush=True)
+        sides["torch"] = lambda: tb.ask("time", n=a.steps)["times"]
+    rounds = alternate(sides, a.reps)  # per side, one {block: step times} per round
     if tb is not None:
         tb.close()
+    # Per side, per block: the median of each round's times (the numbers the ratio divides).
+    per_round = {side: {k: [median(r[k]) for r in rs] for k in jb.blocks} for side, rs in rounds.items()}
     rows = []
     for k, (_, _, shape) in jb.blocks.items():
-        row = {"block": k, "input_nhwc": list(shape), "fwi_jax_ms": 1e3 * float(np.median(jt[k]))}
-        if tt[k]:
-            row |= {"torch_ms": 1e3 * float(np.median(tt[k])), "ratio": float(np.median(jt[k]) / np.median(tt[k]))}
+        row = {
+            "block": k,
+            "input_nhwc": list(shape),
+            "fwi_jax_ms": 1e3 * median(sum((r[k] for r in rounds["fwi_jax"]), [])),
+        }
+        if "torch" in rounds:
+            row["torch_ms"] = 1e3 * median(sum((r[k] for r in rounds["torch"]), []))
+            row |= Ratio.of(per_round["fwi_jax"][k], per_round["torch"][k]).fields()
         rows.append(row)
     total = {"block": "sum", "fwi_jax_ms": sum(r["fwi_jax_ms"] for r in rows)}
-    if tb is not None:
-        total |= {"torch_ms": sum(r["torch_ms"] for r in rows)}
-        total["ratio"] = total["fwi_jax_ms"] / total["torch_ms"]
-    print(
-        f"\nInversionNet blocks, forward + backward in train mode, batch {a.batch}, {a.dtype}, "
+    if "torch" in rounds:
+        total["torch_ms"] = sum(r["torch_ms"] for r in rows)
+        sums = {
+            side: [sum(blocks[k][r] for k in jb.blocks) for r in range(a.reps)] for side, blocks in per_round.items()
+        }
+        total |= Ratio.of(sums["fwi_jax"], sums["torch"]).fields()
+    title = (
+        f"InversionNet blocks, forward + backward in train mode, batch {a.batch}, {a.dtype}, "
         f"conv_impl={a.conv_impl}, on {dev.device_kind} ({os.cpu_count()} CPUs), median of {a.reps * a.steps}"
     )
-    print("| block | input (NHWC) | fwi_jax (ms) | PyTorch (ms) | fwi_jax / PyTorch |")
-    print("|---|---|---|---|---|")
-    for r in rows + [total]:
-        shape = " x ".join(map(str, r.get("input_nhwc", []))) or ""
-        torch_ms = f"{r['torch_ms']:.0f}" if "torch_ms" in r else ""
-        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
-        print(f"| {r['block']} | {shape} | {r['fwi_jax_ms']:.0f} | {torch_ms} | {ratio} |")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "device": dev.device_kind,
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "jax": jax.__version__,
-        "batch": a.batch,
-        "dtype": a.dtype,
-        "conv_impl": a.conv_impl,
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-    }
-    out.write_text(json.dumps({"meta": meta, "rows": rows + [total]}, indent=1) + "\n")
-    print(f"wrote {out}")
+    table = print_table(rows + [total], COLUMNS, title)
+    content = {"batch": a.batch, "dtype": a.dtype, "conv_impl": a.conv_impl, "rows": rows + [total]}
+    write_results(a.out, content, table, args=a)
 
 
 if __name__ == "__main__":
-    use_transparent_hugepages()  # the PyTorch sidecar inherits it: both sides alike
     main()

@@ -3,6 +3,10 @@ one fixed recipe, evaluated, beside the OpenFWI benchmark page's numbers.
 
     python benchmarks/reproduce.py [--families flatvel-a curvevel-b ...] [--samples 448] [--epochs 16]
     python benchmarks/reproduce.py --full --data-root /data/openfwi      # the reference recipe, real data
+    python benchmarks/reproduce.py --families flatvel-a --samples 35 --epochs 1 --quiet --work /tmp/rep \
+        --out /tmp/rep.json --picture /tmp/rep.png                        # a check, ~2 min
+
+About 40 minutes at the defaults on a 2-core CPU (~5 min per family).
 
 CPU scale (default): per family a generated dataset (fast solver, `--samples`, 1/7 for validation),
 the quickstart recipe (`small` widths, batch 16, AdamW lr 1e-3, x0.1 at 3/4 of the epochs), then the
@@ -25,11 +29,17 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+from _harness import prepare_host
 
-from fwi_jax.published import published_rows
+prepare_host(__name__)  # first: huge pages, as `python -m fwi_jax.train` runs
+
+# ruff: noqa: E402
+import numpy as np
+from _harness import Col, print_table, write_results
+
 from fwi_jax.config import dataset_config, quickstart_config
 from fwi_jax.data.velocity import family_names
+from fwi_jax.published import published_rows
 
 HERE = Path(__file__).resolve().parent
 # (easier, harder) pairs by published SSIM: each -A above its -B, flat above curved layers / faults.
@@ -96,20 +106,30 @@ def picture(families: list[str], a: argparse.Namespace, work: Path, path: Path) 
     return viz.save_family_grid(path, maps, columns=["truth", "prediction"])
 
 
-def print_table(rows: dict, setup: dict) -> None:
-    print(f"\n{setup}\n")
-    print("| family | MAE (norm) | RMSE (norm) | SSIM | OpenFWI page, l1 loss: MAE / RMSE / SSIM | minutes |")
-    print("|---|---|---|---|---|---|")
-    for family, r in rows.items():
-        page = next((p for s, p in r["published"].items() if "inversionnet, l1" in s), None)
-        ref = f"{page['mae_norm']:.4f} / {page['rmse_norm']:.4f} / {page['ssim']:.4f}" if page else "-"
-        ours = f"{r['mae_norm']:.4f} | {r['rmse_norm']:.4f} | {r['ssim']:.4f}"
-        print(f"| {family} | {ours} | {ref} | {r['seconds'] / 60:.1f} |")
+def _page_text(row: dict) -> str:
+    page = next((p for s, p in row["published"].items() if "inversionnet, l1" in s), None)
+    return f"{page['mae_norm']:.4f} / {page['rmse_norm']:.4f} / {page['ssim']:.4f}" if page else "-"
+
+
+COLUMNS = [
+    "family",
+    Col("MAE (norm)", "mae_norm", "{:.4f}"),
+    Col("RMSE (norm)", "rmse_norm", "{:.4f}"),
+    Col("SSIM", "ssim", "{:.4f}"),
+    Col("OpenFWI page, l1 loss: MAE / RMSE / SSIM", _page_text),
+    Col("minutes", lambda r: r["seconds"] / 60, "{:.1f}"),
+]
+
+
+def report(rows: dict, setup: dict) -> list[str]:
+    """Prints the table and the ordering checks; returns the table's lines."""
+    table = print_table([{"family": f, **r} for f, r in rows.items()], COLUMNS, str(setup))
     for easy, hard, ok in ordering(rows):
         print(f"ordering {easy} above {hard} (SSIM): {'yes' if ok else 'NO'}")
     if "flatvel-a" in rows:
         ok = rows["flatvel-a"]["ssim"] >= 0.95
         print(f"FlatVel-A SSIM >= 0.95: {'met' if ok else 'missed'} ({rows['flatvel-a']['ssim']:.4f})")
+    return table
 
 
 def main() -> None:
@@ -121,7 +141,7 @@ def main() -> None:
     p.add_argument("--full", action="store_true", help="the reference recipe on real data (an accelerator)")
     p.add_argument("--data-root", default="", help="--full: folder holding one prepared folder per dataset")
     p.add_argument("--work", default=str(Path.home() / ".cache" / "fwi_jax" / "reproduce"))
-    p.add_argument("--json", default=str(HERE / "results" / "reproduce.json"))
+    p.add_argument("--out", "--json", dest="out", default=str(HERE / "results" / "reproduce.json"))
     p.add_argument("--picture", default=str(HERE.parent / "docs" / "reproduce.png"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args()
@@ -131,7 +151,7 @@ def main() -> None:
         p.error("--samples must be >= 14 and --epochs >= 1")
     setup = recipe(a)
     work = Path(a.work).expanduser().absolute() / ("full" if a.full else "cpu")
-    out = Path(a.json)
+    out = Path(a.out)
     saved = json.loads(out.read_text()) if out.exists() else {}
     rows = saved.get("families", {}) if saved.get("setup") == setup else {}
     for family in a.families:
@@ -139,15 +159,12 @@ def main() -> None:
             print(f"{family}: already in {out}, skipped")
             continue
         rows[family] = run_family(family, a, work)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"setup": setup, "families": rows}, indent=1) + "\n")
-    print_table(rows, setup)
+        write_results(out, {"setup": setup, "families": rows}, args=a)  # a family at a time: resumable
+    table = report(rows, setup)
+    write_results(out, {"setup": setup, "families": rows}, table, args=a)
     done = [f for f in family_names() if f in rows]
-    print(f"\nwrote {out} and {picture(done, a, work, Path(a.picture))}")
+    print(f"wrote {picture(done, a, work, Path(a.picture))}")
 
 
 if __name__ == "__main__":
-    from fwi_jax.cpu_runtime import use_transparent_hugepages
-
-    use_transparent_hugepages()
     main()

@@ -1,39 +1,67 @@
 """Full-size InversionNet train step and inference: fwi_jax against the PyTorch implementation.
 
-    python benchmarks/step_time.py [--batches 4 16] [--reps 3] [--steps 2] [--dtypes float32 bfloat16]
+    python benchmarks/step_time.py [--batches 4 16] [--reps 3] [--steps 2] [--dtypes float32 bfloat16] [--no-torch]
+    python benchmarks/step_time.py --batches 2 --reps 1 --steps 1 --dtypes float32 --out /tmp/st.json  # a check
+
+About 10 minutes at the defaults on a 2-core CPU (each batch and dtype compiles for ~20 s; the
+check takes about 2 minutes).
 
 One run alternates the two frameworks (a round of fwi_jax steps, then a round of PyTorch steps,
 repeated) so both see the same machine state. PyTorch runs in-process when importable, otherwise
 in the interpreter named by FWI_JAX_TORCH_PYTHON (e.g. a Python 3.11 venv with torch==2.13.0).
 Reports compile time, median step time, samples/s, GFLOP/s (XLA's cost analysis and the
 analytic count: 4.19 GFLOP per sample forward, ~3x for a train step), the fraction of this
-machine's measured fp32 matmul peak, and the fwi_jax / PyTorch time ratio. Prints a table and
-writes benchmarks/results/step_time.json.
+machine's measured fp32 matmul peak, and the fwi_jax / PyTorch time ratio (_harness.Ratio: the
+median and range of the per-round ratios of each round's median step). Prints a table and writes
+benchmarks/results/step_time.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import os
-import platform
 import time
 from pathlib import Path
 
+from _harness import prepare_host
+
+prepare_host(__name__)  # first: huge pages, which the PyTorch sidecar inherits (both sides alike)
+
+# ruff: noqa: E402
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _sidecar import TorchSidecar
+from _harness import Col, Ratio, alternate, median, print_table, ratio_col, timings, write_results
+from _sidecar import Sidecar
 
 from fwi_jax import parallel
 from fwi_jax.config import default_config
 from fwi_jax.data.datasets import get_dataset
-from fwi_jax.cpu_runtime import use_transparent_hugepages
 from fwi_jax.training.steps import input_shape, make_steps
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "step_time.json"
 FORWARD_GFLOP = 4.19  # per sample, from the layer table (2.09 GMAC)
+
+
+def _gflops_text(row: dict) -> str:
+    xla = f"{row['gflops_xla']:.0f}" if row["gflops_xla"] else "-"
+    return f"{row['gflops_analytic']:.0f} / {xla}"
+
+
+COLUMNS = [
+    "batch",
+    Col("step", "kind"),
+    "dtype",
+    Col("compile (s)", "compile_s", "{:.1f}"),
+    Col("fwi_jax (s)", "fwi_jax_s", "{:.3f}"),
+    Col("samples/s", "samples_per_s", "{:.2f}"),
+    Col("GFLOP/s (analytic / XLA)", _gflops_text),
+    Col("of peak", "peak_fraction", "{:.0%}"),
+    Col("PyTorch (s)", "torch_s", "{:.3f}"),
+    ratio_col("fwi_jax / PyTorch (range over rounds)"),
+]
 
 
 def jax_matmul_peak(n: int = 2048) -> float:
@@ -71,22 +99,15 @@ class JaxSide:
         self.infer_compile_s = time.perf_counter() - t
         self.infer_flops = _flops(self.infer_fn)
 
+    def _train_step(self) -> None:
+        self.state, m = self.train_fn(self.state, self.batch)
+        jax.block_until_ready(m)
+
     def train(self, n: int) -> list[float]:
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            self.state, m = self.train_fn(self.state, self.batch)
-            jax.block_until_ready(m)
-            times.append(time.perf_counter() - t)
-        return times
+        return timings(self._train_step, n)
 
     def infer(self, n: int) -> list[float]:
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            self.infer_fn(self.state, self.batch["seismic"]).block_until_ready()
-            times.append(time.perf_counter() - t)
-        return times
+        return timings(lambda: self.infer_fn(self.state, self.batch["seismic"]).block_until_ready(), n)
 
 
 def _flops(compiled) -> float | None:
@@ -109,32 +130,29 @@ def main() -> None:
     a = p.parse_args()
     jax.config.update("jax_compilation_cache_dir", "")  # compile times measured cold
     dev = jax.devices()[0]
-    torch_side = None if a.no_torch else TorchSidecar("_torch_step.py")
+    torch_side = None if a.no_torch else Sidecar("_torch_step.py")
     peak_jax = jax_matmul_peak()
-    peak_torch = torch_side.ask(cmd="peak")["gflops"] if torch_side else None
+    peak_torch = torch_side.ask("peak")["gflops"] if torch_side else None
     peak = max(peak_jax, peak_torch or 0.0)
     print(f"fp32 matmul peak: jax {peak_jax:.0f} GFLOP/s" + (f", torch {peak_torch:.0f}" if peak_torch else ""))
     rows = []
     for b in a.batches:
-        torch_setup = torch_side.ask(cmd="setup", batch=b) if torch_side else None
+        torch_setup = torch_side.ask("setup", batch=b) if torch_side else None
         for dtype in a.dtypes:
             print(f"batch {b}, fwi_jax {dtype}: compiling ...", flush=True)
             js = JaxSide(b, dtype)
             js.train(1)
             js.infer(1)
-            jt, ji, tt, ti = [], [], [], []  # one list of step times per round
-            for _ in range(a.reps):
-                jt.append(js.train(a.steps))
-                ji.append(js.infer(a.steps))
-                if torch_side and dtype == a.dtypes[0]:
-                    tt.append(torch_side.ask(cmd="train", n=a.steps)["times"])
-                    ti.append(torch_side.ask(cmd="infer", n=a.steps)["times"])
-            for kind, jrounds, trounds, flops, comp in (
-                ("train", jt, tt, js.train_flops, js.compile_s),
-                ("infer", ji, ti, js.infer_flops, js.infer_compile_s),
+            sides = {("fwi_jax", kind): functools.partial(getattr(js, kind), a.steps) for kind in ("train", "infer")}
+            if torch_side and dtype == a.dtypes[0]:  # PyTorch has one dtype: timed beside the first
+                for kind in ("train", "infer"):
+                    sides["torch", kind] = lambda kind=kind: torch_side.ask(kind, n=a.steps)["times"]
+            rounds = alternate(sides, a.reps)  # per side, one list of step times per round
+            for kind, flops, comp in (
+                ("train", js.train_flops, js.compile_s),
+                ("infer", js.infer_flops, js.infer_compile_s),
             ):
-                jtimes, ttimes = sum(jrounds, []), sum(trounds, [])
-                med = float(np.median(jtimes))
+                med = median(sum(rounds["fwi_jax", kind], []))
                 analytic = FORWARD_GFLOP * b * (3 if kind == "train" else 1)
                 row = {
                     "batch": b,
@@ -147,54 +165,25 @@ def main() -> None:
                     "gflops_xla": flops / 1e9 / med if flops else None,
                     "peak_fraction": analytic / med / peak,
                 }
-                if ttimes:
-                    tmed = float(np.median(ttimes))
-                    row |= {
-                        "torch_s": tmed,
-                        "torch_first_step_s": torch_setup["first_step_s"],
-                        "torch_gflops": analytic / tmed,
-                        "ratio": med / tmed,
-                    }
-                    per_round = [np.median(j) / np.median(t) for j, t in zip(jrounds, trounds, strict=True)]
-                    row |= {"ratio_min": float(min(per_round)), "ratio_max": float(max(per_round))}
+                if ("torch", kind) in rounds:
+                    tmed = median(sum(rounds["torch", kind], []))
+                    row |= {"torch_s": tmed, "torch_first_step_s": torch_setup["first_step_s"]}
+                    row |= {"torch_gflops": analytic / tmed}
+                    row |= Ratio.of(rounds["fwi_jax", kind], rounds["torch", kind]).fields()
                 rows.append(row)
-                print(f"  {kind}: fwi_jax {med:.3f} s" + (f", torch {row['torch_s']:.3f} s" if ttimes else ""))
-            del js
+                print(
+                    f"  {kind}: fwi_jax {med:.3f} s" + (f", torch {row['torch_s']:.3f} s" if "torch_s" in row else "")
+                )
+            del js, sides  # frees this model before the next compiles
     if torch_side:
         torch_side.close()
-    print(
-        f"\nInversionNet (24.4 M params) step times on {dev.device_kind} ({os.cpu_count()} CPUs), median of "
+    title = (
+        f"InversionNet (24.4 M params) step times on {dev.device_kind} ({os.cpu_count()} CPUs), median of "
         f"{a.reps * a.steps} steps"
     )
-    print(
-        "| batch | step | dtype | compile (s) | fwi_jax (s) | samples/s | GFLOP/s (analytic / XLA) | of peak | "
-        "PyTorch (s) | fwi_jax / PyTorch (range over rounds) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        xla = f"{r['gflops_xla']:.0f}" if r["gflops_xla"] else "-"
-        torch_s = f"{r['torch_s']:.3f}" if "torch_s" in r else "-"
-        ratio = f"{r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if "ratio" in r else "-"
-        print(
-            f"| {r['batch']} | {r['kind']} | {r['dtype']} | {r['compile_s']:.1f} | {r['fwi_jax_s']:.3f} | "
-            f"{r['samples_per_s']:.2f} | {r['gflops_analytic']:.0f} / {xla} | {r['peak_fraction']:.0%} | "
-            f"{torch_s} | {ratio} |"
-        )
-    result = {
-        "rows": rows,
-        "peak_gflops": {"jax": peak_jax, "torch": peak_torch},
-        "device": dev.device_kind,
-        "backend": jax.default_backend(),
-        "cpus": os.cpu_count(),
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-    }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {a.out}")
+    table = print_table(rows, COLUMNS, title)
+    write_results(a.out, {"rows": rows, "peak_gflops": {"jax": peak_jax, "torch": peak_torch}}, table, args=a)
 
 
 if __name__ == "__main__":
-    use_transparent_hugepages()  # the PyTorch sidecar inherits it: both sides alike
     main()

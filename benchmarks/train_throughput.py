@@ -1,8 +1,12 @@
 """Training throughput: the real training loop against its isolated jitted step, per data placement.
 
-    python benchmarks/train_throughput.py [--presets tiny openfwi] [--samples 384] [--out FILE]
+    python benchmarks/train_throughput.py [--presets tiny openfwi] [--samples 1088] [--out FILE]
         [--placements host:0 host:2 device:float32 device:bfloat16] [--batch B] [--log-every N]
         [--eval-every N] [--intervals N] [--step-reps N]
+    python benchmarks/train_throughput.py --presets tiny --placements host:0 device:float32 --samples 128 \
+        --eval-every 8 --intervals 3 --step-reps 4 --out /tmp/tt.json          # a check, a few minutes
+
+About 27 minutes at the defaults on a 2-core CPU (8 rows, one child process each).
 
 For each model preset and placement (host with 0 and N grain workers, device with float32 and
 bfloat16 storage), one child process runs `train_and_evaluate` (the trainer's own code path: real
@@ -17,11 +21,11 @@ loop) is compared with its stored size.
 This VM's speed drifts by tens of % over minutes, so the step alone is timed at every evaluation
 of the run (the loop leaves evaluation out of its rates, so this costs the loop nothing): the loop's
 rate between two evaluations is divided by the mean of the step rates timed at those two, and a row
-reports the median of those ratios (each of them is in the JSON). The interval before the first
-evaluation (compilation, the data's load) is not timed.
+reports the median of those ratios and their range (_harness.Ratio; each of them is in the JSON).
+The interval before the first evaluation (compilation, the data's load) is not timed.
 
 Prints the roofline facts (FLOPs and bytes per sample, host pipeline samples/s per core, the
-samples/s an accelerator of --peak-tflops would need), a table, and writes a JSON list of rows.
+samples/s an accelerator of --peak-tflops would need), a table, and writes the rows as JSON.
 Targets: device loop / step >= 0.95; host >= 0.90 wherever the pipeline's rate is >= 3x the
 step's; device data RSS <= 1.2x its stored size.
 """
@@ -33,11 +37,16 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _harness import prepare_host
+
+prepare_host(__name__)  # first: huge pages, as `python -m fwi_jax.train` runs; the children inherit them
+
+# ruff: noqa: E402
+from _harness import Col, Ratio, child_row, median, print_row, print_table, write_results
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "train_throughput.json"
@@ -49,6 +58,27 @@ PRESETS = {
     "openfwi": {"devices": 1, "batch": 8, "log_every": 5, "eval_every": 15, "intervals": 4, "step_reps": 6},
 }
 PLACEMENTS = ["host:0", "host:2", "device:float32", "device:bfloat16"]  # host:WORKERS | device:STORAGE
+
+
+def _target_text(row: dict) -> str:
+    return "-" if row["target"] is None else f">= {row['target']:.2f} {'met' if row['meets_target'] else 'MISSED'}"
+
+
+COLUMNS = [
+    "model",
+    "devices",
+    "batch",
+    "placement",
+    Col("storage", "storage_dtype"),
+    "workers",
+    Col("pipeline samples/s", "pipeline_samples_per_s", "{:.0f}"),
+    Col("loop samples/s", "loop_samples_per_s", "{:.1f}"),
+    Col("step samples/s", "step_samples_per_s", "{:.1f}"),
+    Col("loop / step", "loop_over_step", "{:.2f}"),
+    Col("target", _target_text),
+    Col("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+    Col("data RSS / stored", "data_rss_over_stored", "{:.2f}"),
+]
 
 
 def parse_placement(text: str) -> tuple[str, str, int]:
@@ -170,10 +200,7 @@ def _interval_loop_rates(metrics: Path, evals: list[int], batch_size: int) -> li
 
 def child(args: argparse.Namespace) -> None:
     """One row: one training run with the step timed alone at each evaluation; prints one JSON line."""
-    import statistics
-
     import jax
-    import numpy as np
 
     from fwi_jax.data.device import dataset_bytes
     from fwi_jax.data.open import open_sources
@@ -203,31 +230,27 @@ def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         summary = loop.train_and_evaluate(config, workdir)
         loops = _interval_loop_rates(Path(workdir) / "metrics.jsonl", evals, config.batch_size)
-    ratios = [rate / ((a + b) / 2) for rate, a, b in zip(loops, steps[:-1], steps[1:], strict=True)]
-    row["loop_samples_per_s"], row["step_samples_per_s"] = statistics.median(loops), statistics.median(steps)
-    row["loop_over_step"] = statistics.median(ratios)
-    row["loop_over_step_per_interval"], row["loop_samples_per_s_per_interval"] = ratios, loops
+    ratio = Ratio.of(loops, [(a + b) / 2 for a, b in zip(steps[:-1], steps[1:], strict=True)])
+    row["loop_samples_per_s"], row["step_samples_per_s"] = median(loops), median(steps)
+    row |= ratio.fields("loop_over_step")
+    row["loop_over_step_per_interval"], row["loop_samples_per_s_per_interval"] = list(ratio.per_round), loops
     row["step_samples_per_s_at_evals"], row["eval_steps"] = steps, evals
     row["peak_rss_mb"] = _rss_mb()
     row["stored_mb"] = dataset_bytes(len(train_src), spec, args.storage) / 2**20
     row["steps"] = int(summary["step"])
     row["train_samples"] = len(train_src)
-    print(json.dumps({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()}))
+    print_row(row)
 
 
 def run_row(args, preset: str, placement: str, storage: str, workers: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    env = dict(os.environ)
     devices = PRESETS[preset]["devices"]
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
-    cmd = [sys.executable, __file__, "--child", "--preset", preset, "--placement", placement]
-    cmd += ["--storage", storage, "--workers", str(workers), "--samples", str(args.samples), "--cache", args.cache]
-    cmd += ["--batch", str(args.batch), "--log-every", str(args.log_every), "--eval-every", str(args.eval_every)]
-    cmd += ["--intervals", str(args.intervals), "--step-reps", str(args.step_reps)]
+    flags = ["--preset", preset, "--placement", placement, "--storage", storage, "--workers", workers]
+    flags += ["--samples", args.samples, "--cache", args.cache, "--batch", args.batch, "--log-every", args.log_every]
+    flags += ["--eval-every", args.eval_every, "--intervals", args.intervals, "--step-reps", args.step_reps]
     t = time.perf_counter()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
-    row = json.loads(out.stdout.strip().splitlines()[-1])
+    row = child_row(__file__, flags, env)
     print(
         f"  {preset} {placement} {storage} workers={workers}: loop {row['loop_samples_per_s']:.1f}, "
         f"step {row['step_samples_per_s']:.1f} samples/s ({time.perf_counter() - t:.0f} s)",
@@ -247,7 +270,8 @@ def check_targets(rows: list[dict]) -> None:
         r["meets_target"] = None if r["target"] is None else bool(r["loop_over_step"] >= r["target"])
 
 
-def print_report(rows: list[dict], args) -> None:
+def print_report(rows: list[dict], args) -> list[str]:
+    """Prints the roofline facts and the table; returns the table's lines."""
     cores = os.cpu_count() or 1
     host = [r["pipeline_samples_per_s"] for r in rows if r["placement"] == "host" and r["workers"] == 0]
     print(f"\nroofline facts ({cores} CPU cores, {platform.processor() or 'cpu'}):")
@@ -262,18 +286,7 @@ def print_report(rows: list[dict], args) -> None:
         )
     if host:
         print(f"  host raw-read pipeline (0 workers): {max(host):.0f} samples/s = {max(host) / cores:.0f} per core")
-    print("\n| model | devices | batch | placement | storage | workers | pipeline samples/s | loop samples/s | "
-          "step samples/s | loop / step | target | peak RSS (MB) | data RSS / stored |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        pipe = f"{r['pipeline_samples_per_s']:.0f}" if "pipeline_samples_per_s" in r else "-"
-        target = "-" if r["target"] is None else f">= {r['target']:.2f} {'met' if r['meets_target'] else 'MISSED'}"
-        rss = f"{r['data_rss_over_stored']:.2f}" if "data_rss_over_stored" in r else "-"
-        print(
-            f"| {r['model']} | {r['devices']} | {r['batch']} | {r['placement']} | {r['storage_dtype']} | "
-            f"{r['workers']} | {pipe} | {r['loop_samples_per_s']:.1f} | {r['step_samples_per_s']:.1f} | "
-            f"{r['loop_over_step']:.2f} | {target} | {r['peak_rss_mb']:.0f} | {rss} |"
-        )
+    return print_table(rows, COLUMNS)
 
 
 def main() -> None:
@@ -300,14 +313,9 @@ def main() -> None:
         return child(args)
     rows = [run_row(args, preset, *placement) for preset in args.presets for placement in args.placements]
     check_targets(rows)
-    print_report(rows, args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    table = print_report(rows, args)
+    write_results(args.out, {"rows": rows}, table, args=args)
 
 
-if __name__ == "__main__":  # grain spawns worker processes that re-import this file
-    from fwi_jax.cpu_runtime import use_transparent_hugepages
-
-    use_transparent_hugepages()  # as `python -m fwi_jax.train` runs; the children inherit it
+if __name__ == "__main__":  # not at import: grain spawns worker processes that re-import this file
     main()

@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI curvefault-a (download it first; see README).
+"""Full reference recipe on OpenFWI curvefault-a (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/curvefault_a.py --workdir runs/curvefault-a \
         --config.data.root=/data/curvefault-a

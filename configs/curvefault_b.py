@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI curvefault-b (download it first; see README).
+"""Full reference recipe on OpenFWI curvefault-b (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/curvefault_b.py --workdir runs/curvefault-b \
         --config.data.root=/data/curvefault-b

@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI curvevel-a (download it first; see README).
+"""Full reference recipe on OpenFWI curvevel-a (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/curvevel_a.py --workdir runs/curvevel-a \
         --config.data.root=/data/curvevel-a

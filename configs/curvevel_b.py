@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI curvevel-b (download it first; see README).
+"""Full reference recipe on OpenFWI curvevel-b (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/curvevel_b.py --workdir runs/curvevel-b \
         --config.data.root=/data/curvevel-b

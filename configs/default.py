@@ -2,7 +2,7 @@
 
     python -m fwi_jax.train --config configs/default.py --workdir runs/fva --config.data.root=/data/flatvel-a
 
-Needs a downloaded OpenFWI dataset with train.txt / val.txt split files in data.root (see README).
+Needs a downloaded OpenFWI dataset with train.txt / val.txt split files in data.root (see docs/data.md).
 """
 
 from fwi_jax.config import default_config

@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI flatfault-a (download it first; see README).
+"""Full reference recipe on OpenFWI flatfault-a (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/flatfault_a.py --workdir runs/flatfault-a \
         --config.data.root=/data/flatfault-a

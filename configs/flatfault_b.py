@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI flatfault-b (download it first; see README).
+"""Full reference recipe on OpenFWI flatfault-b (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/flatfault_b.py --workdir runs/flatfault-b \
         --config.data.root=/data/flatfault-b

@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI flatvel-a (download it first; see README).
+"""Full reference recipe on OpenFWI flatvel-a (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/flatvel_a.py --workdir runs/flatvel-a \
         --config.data.root=/data/flatvel-a

@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI flatvel-b (download it first; see README).
+"""Full reference recipe on OpenFWI flatvel-b (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/flatvel_b.py --workdir runs/flatvel-b \
         --config.data.root=/data/flatvel-b

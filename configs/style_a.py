@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI style-a (download it first; see README).
+"""Full reference recipe on OpenFWI style-a (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/style_a.py --workdir runs/style-a \
         --config.data.root=/data/style-a

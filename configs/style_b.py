@@ -1,4 +1,4 @@
-"""Full reference recipe on OpenFWI style-b (download it first; see README).
+"""Full reference recipe on OpenFWI style-b (download it first; see docs/data.md).
 
     python -m fwi_jax.train --config configs/style_b.py --workdir runs/style-b \
         --config.data.root=/data/style-b

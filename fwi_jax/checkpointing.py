@@ -29,6 +29,7 @@ class Checkpointer:
     def __init__(self, workdir: str | Path, keep: int = 3, async_save: bool = True):
         root = Path(workdir).expanduser().absolute()  # Orbax needs absolute paths
         self.directory = root / "checkpoints"
+
         # Handlers named up front: a fresh manager can then read an item's metadata before any restore.
         def items():
             return {

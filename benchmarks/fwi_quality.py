@@ -2,7 +2,7 @@
 FWI from the prediction, at equal iteration budgets, on held-out generated samples.
 
     python benchmarks/fwi_quality.py --workdir runs/quickstart [--families curvevel-a flatfault-a]
-        [--samples 4] [--iterations 10] [--frequencies 5,10,full] [--work ~/.cache/fwi_jax/fwi_quality]
+        [--samples 4] [--iterations 10] [--frequencies 5,10,full] [--work <cache root>/fwi_quality]
     python benchmarks/fwi_quality.py --workdir RUN --families flatvel-a --samples 1 --iterations 1 \
         --frequencies full --work /tmp/fq --out /tmp/fq.json --picture /tmp/fq.png   # a check, ~2 min
 
@@ -35,6 +35,7 @@ from _harness import Col, print_table, write_results
 
 from fwi_jax import invert
 from fwi_jax.data.generate import GenerationSpec, generate_dataset
+from fwi_jax.paths import cache_root
 from fwi_jax.physics import openfwi_geometry
 from fwi_jax.physics.inversion import FWISettings, velocity_metrics
 
@@ -123,7 +124,7 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=10, help="per frequency stage, for both starts")
     p.add_argument("--frequencies", default="5,10,full")
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
-    p.add_argument("--work", default=str(Path.home() / ".cache" / "fwi_jax" / "fwi_quality"))
+    p.add_argument("--work", default=str(cache_root() / "fwi_quality"))
     p.add_argument("--out", "--json", dest="out", default=str(HERE / "results" / "fwi_quality.json"))
     p.add_argument("--picture", default=str(HERE.parent / "docs" / "fwi_quality.png"))
     a = p.parse_args()

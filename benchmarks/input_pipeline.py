@@ -27,6 +27,8 @@ from pathlib import Path
 
 from _harness import Col, child_row, median, print_row, print_table, timings, write_results
 
+from fwi_jax.paths import dataset_cache
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "input_pipeline.json"
 SAMPLE_MB = 5 * 1000 * 70 * 4 / 2**20  # one float32 seismic sample
@@ -63,7 +65,7 @@ def measure(args: argparse.Namespace) -> None:
     if args.source == "npy":
         src = OpenFWISource(read_split(Path(args.root) / args.split, args.root), spec)
     else:
-        from fwi_jax.data.tfds_openfwi import TFDSSource
+        from fwi_jax.data.tfds_source import TFDSSource
 
         src = TFDSSource(spec, "train", args.tfds_dir)
     me, peak, stop = psutil.Process(), [0], threading.Event()
@@ -159,7 +161,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--train-preset", default="openfwi", help="model preset whose train step sets the target")
-    p.add_argument("--cache", default="~/.cache/fwi_jax/datasets")
+    p.add_argument("--cache", default=str(dataset_cache()))
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--source", default="npy", help=argparse.SUPPRESS)

@@ -39,6 +39,7 @@ from _harness import Col, print_table, write_results
 
 from fwi_jax.config import dataset_config, quickstart_config
 from fwi_jax.data.velocity import family_names
+from fwi_jax.paths import cache_root
 from fwi_jax.published import published_rows
 
 HERE = Path(__file__).resolve().parent
@@ -140,7 +141,7 @@ def main() -> None:
     p.add_argument("--mode", default="fast", choices=("fast", "exact"), help="solver that makes the data")
     p.add_argument("--full", action="store_true", help="the reference recipe on real data (an accelerator)")
     p.add_argument("--data-root", default="", help="--full: folder holding one prepared folder per dataset")
-    p.add_argument("--work", default=str(Path.home() / ".cache" / "fwi_jax" / "reproduce"))
+    p.add_argument("--work", default=str(cache_root() / "reproduce"))
     p.add_argument("--out", "--json", dest="out", default=str(HERE / "results" / "reproduce.json"))
     p.add_argument("--picture", default=str(HERE.parent / "docs" / "reproduce.png"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")

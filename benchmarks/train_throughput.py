@@ -48,6 +48,8 @@ prepare_host(__name__)  # first: huge pages, as `python -m fwi_jax.train` runs; 
 # ruff: noqa: E402
 from _harness import Col, Ratio, child_row, median, print_row, print_table, write_results
 
+from fwi_jax.paths import dataset_cache
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "train_throughput.json"
 BYTES_PER_SAMPLE = (5 * 1000 * 70 + 70 * 70) * 4  # float32 seismic + velocity, as on disk
@@ -299,7 +301,7 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: the preset's)")
     p.add_argument("--intervals", type=int, default=0, help="intervals between evaluations timed (default: preset's)")
     p.add_argument("--step-reps", type=int, default=0, help="steps timed alone at each evaluation (default: preset's)")
-    p.add_argument("--cache", default=str(Path("~/.cache/fwi_jax/datasets").expanduser()))
+    p.add_argument("--cache", default=str(dataset_cache()))
     p.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator bf16 peak (H100 SXM: 989)")
     p.add_argument("--utilization", type=float, default=0.3)
     p.add_argument("--out", default=str(RESULTS))

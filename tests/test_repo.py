@@ -95,7 +95,6 @@ def _fwi_jax_imports():
 # Function-local imports of fwi_jax modules, each with its reason. Nothing else may import inside a function.
 LOCAL_IMPORT_REASONS = {
     ("fwi_jax.train", "main"): "the huge-pages re-exec in __main__ must run before JAX is imported",
-    ("fwi_jax.data.open", "_tfds_sources"): "the TFDS builder imports tensorflow-datasets, an optional extra",
 }
 
 

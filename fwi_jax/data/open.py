@@ -12,6 +12,7 @@ import ml_collections
 
 from fwi_jax.data.datasets import DatasetSpec, get_dataset
 from fwi_jax.data.sources import OpenFWISource, read_split
+from fwi_jax.data.tfds_source import TFDSSource
 from fwi_jax.paths import dataset_cache
 
 
@@ -34,10 +35,6 @@ def open_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any, DatasetSp
 
 
 def _tfds_sources(d: ml_collections.ConfigDict, spec: DatasetSpec) -> tuple[Any, Any, DatasetSpec]:
-    try:
-        from fwi_jax.data.tfds_openfwi import TFDSSource
-    except ImportError as e:
-        raise ValueError(f"data.source=tfds needs tensorflow-datasets ({e}): pip install -e '.[tfds]'") from None
     data_dir = Path(d.tfds_data_dir or "~/tensorflow_datasets").expanduser()
     return TFDSSource(spec, "train", data_dir), TFDSSource(spec, "validation", data_dir), spec
 

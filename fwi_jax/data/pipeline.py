@@ -13,7 +13,7 @@ checkpoint is that step. The last partial batch of an epoch is dropped (as the r
 Reads run in grain's thread pool with prefetch; ``num_workers > 0`` adds that many worker
 processes (spawned: scripts that use them need an ``if __name__ == "__main__":`` guard). A source
 is anything with ``spec``, ``len``, ``source[i] -> (seismic, velocity)`` and ``describe(i)``:
-`OpenFWISource` (memory-mapped .npy) or `TFDSSource` (array_record through tfds.data_source).
+`OpenFWISource` (memory-mapped .npy) or `TFDSSource` (a built TFDS dataset's array_record files).
 """
 
 from __future__ import annotations

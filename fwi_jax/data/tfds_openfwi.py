@@ -22,6 +22,9 @@ import tensorflow_datasets as tfds
 from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import DATASETS, DatasetSpec, get_dataset
 from fwi_jax.data.sources import open_npy, read_sample, read_split
+from fwi_jax.data.tfds_source import VERSION, TFDSSource
+
+__all__ = ["Openfwi", "TFDSSource", "build", "main"]
 
 # Raw bytes: float_list protos decode at ~20 MB/s without TensorFlow; bytes decode at memcpy speed.
 _RAW = tfds.features.Encoding.BYTES
@@ -58,7 +61,7 @@ def _examples_of_pair(item: tuple[int, str, str], spec: DatasetSpec):
 class Openfwi(tfds.core.GeneratorBasedBuilder):
     """OpenFWI 2D datasets: seismic (5, 1000, 70) and velocity (1, 70, 70) float32 pairs, raw units."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version(VERSION)
     RELEASE_NOTES = {"1.0.0": "First release: raw (unnormalized) pairs, array_record."}
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=name, description=f"OpenFWI {name}") for name in DATASETS]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -130,56 +133,6 @@ def build(dataset: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLi
         )
     )
     return Path(builder.data_dir)
-
-
-class TFDSSource:
-    """A built `openfwi/<dataset>` split as a random-access (seismic, velocity) source. Picklable."""
-
-    def __init__(self, spec: DatasetSpec, split: str, data_dir: str | os.PathLike):
-        self.spec, self.split, self.data_dir = spec, split, str(Path(data_dir).expanduser().absolute())
-        self._open()
-
-    def _open(self) -> None:
-        name = f"openfwi/{self.spec.name}"
-        builder = Openfwi(config=self.spec.name, data_dir=self.data_dir)
-        if not builder.is_prepared():
-            raise FileNotFoundError(
-                f"{name} is not built under {self.data_dir}: run `python -m fwi_jax.data.tfds_openfwi --dataset "
-                f"{self.spec.name} --manual-dir DIR --data-dir {self.data_dir}`"
-            )
-        self._ds = tfds.data_source(name, split=self.split, data_dir=self.data_dir, download=False)
-
-    def __getstate__(self) -> dict:
-        return {"spec": self.spec, "split": self.split, "data_dir": self.data_dir}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._open()
-
-    def __len__(self) -> int:
-        return len(self._ds)
-
-    def _record(self, index: int) -> dict:
-        try:
-            return self._ds[int(index)]
-        except IndexError:
-            raise
-        except Exception as e:  # a damaged array_record file: the reader's own errors name no file
-            first = (str(e).splitlines() or [""])[0][:200]
-            raise ValueError(
-                f"record {index} of openfwi/{self.spec.name}:{self.split} under {self.data_dir} is unreadable "
-                f"({type(e).__name__}: {first}); rebuild it with `python -m fwi_jax.data.tfds_openfwi --dataset "
-                f"{self.spec.name} --manual-dir DIR --data-dir {self.data_dir}` into an empty --data-dir"
-            ) from None
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        ex = self._record(index)
-        return ex["seismic"], ex["velocity"]
-
-    def describe(self, index: int) -> str:
-        ex = self._record(index)
-        file = ex["file"].decode() if isinstance(ex["file"], bytes) else ex["file"]
-        return f"record {index} of openfwi/{self.spec.name}:{self.split} (sample {ex['index']} of {file})"
 
 
 def main(argv: list[str] | None = None) -> None:

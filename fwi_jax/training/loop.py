@@ -165,8 +165,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
             if step % config.log_every_steps == 0 or last or evaluating or saving or stop.signum is not None:
                 window = log.take_window()
                 guards.check_window(window, step - len(window) + 1, ckpt.latest_step(), name_bad_inputs)
+                log.train(step, window)  # finite: written before the whole state's check, as a record
                 guards.check_state(bool(steps.finite(state)), step, ckpt.latest_step())
-                log.train(step, window)
             if evaluating:
                 val = evaluate(state, val_src, steps, plan.eval_batch_size, config.data)
                 val["loss"] = steps.objective.validation_loss(val)

@@ -267,7 +267,8 @@ def restore_or_init(
         return steps.init(), 0
     if config is not None:
         check_resume_compatible(ckpt.read_config(step, best=best), config, ckpt.directory)
-    target = {f.name: getattr(steps.abstract_state(), f.name) for f in dataclasses.fields(TrainState)}
+    abstract = steps.abstract_state()
+    target = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(TrainState)}
     saved_keys = ckpt.state_keys(step, best=best)
     renamed = {old: new for new, old in _RENAMED_FIELDS if old in saved_keys and new not in saved_keys}
     target = {next((o for o, n in renamed.items() if n == k), k): v for k, v in target.items()}

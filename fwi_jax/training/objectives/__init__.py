@@ -21,17 +21,21 @@ ObjectiveFactory = Callable[[ml_collections.ConfigDict, nn.Module, DatasetSpec],
 OBJECTIVES: dict[str, ObjectiveFactory] = {"supervised": Supervised.from_config, "velocitygan": VelocityGAN.from_config}
 
 
+_BUILT_IN = ("supervised", "velocitygan")
+
+
 def register(name: str, factory: ObjectiveFactory) -> None:
-    """Make ``--config.loss.objective=name`` build ``factory(config, model, spec)``; a taken name is an error."""
-    if name in OBJECTIVES:
-        raise ValueError(f"objective {name!r} is already registered; choose another name")
+    """Make ``--config.loss.objective=name`` build ``factory(config, model, spec)``. Registering a name again
+    replaces it (a notebook cell run twice); the built-in names cannot be replaced."""
+    if name in _BUILT_IN:
+        raise ValueError(f"objective {name!r} is built in; register yours under another name")
     OBJECTIVES[name] = factory
 
 
 def unregister(name: str) -> None:
     """Remove an objective added with `register` (the built-in ones stay)."""
-    if name in ("supervised", "velocitygan"):
-        raise ValueError(f"{name!r} is built in and cannot be removed")
+    if name in _BUILT_IN:
+        raise ValueError(f"objective {name!r} is built in and cannot be removed")
     OBJECTIVES.pop(name, None)
 
 

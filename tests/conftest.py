@@ -10,11 +10,12 @@ import pytest
 # Must precede the first JAX import of the test session.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# fwi_jax's cache root (generated datasets, the trainer's XLA cache), matplotlib's font cache: for this
+# fwi_jax's cache root (generated datasets, the trainer's XLA cache), matplotlib's and IPython's folders: for this
 # process and every command a test starts.
 _CACHE = tempfile.mkdtemp(prefix="fwi_jax_test_cache_")
 os.environ["FWI_JAX_CACHE"] = _CACHE
 os.environ["MPLCONFIGDIR"] = os.path.join(_CACHE, "matplotlib")
+os.environ["IPYTHONDIR"] = os.path.join(_CACHE, "ipython")  # the notebook test's kernel
 
 
 def pytest_configure(config):

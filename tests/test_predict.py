@@ -8,6 +8,7 @@ from fwi_jax import predict
 from fwi_jax.data.open import open_sources
 
 
+@pytest.mark.floors
 def test_predict_streams_meters_per_second_and_matches_evaluate(trained_run, cache_dir, tmp_path):
     workdir, summary = trained_run
     _, val_src, _ = open_sources(smoke_config(cache_dir))

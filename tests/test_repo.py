@@ -1,7 +1,11 @@
 """The README's commands stay true: CI runs exactly the README's test command."""
 
+import importlib.metadata
 import re
+import tomllib
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,3 +148,34 @@ def test_library_code_leaves_jax_global_config_alone():
                     if isinstance(node, ast.Attribute) and node.attr == "update" and "jax.config" in ast.unparse(node):
                         offenders.append(f"{path.relative_to(REPO)}:{node.lineno} in {fn.name}")
     assert not offenders, offenders
+
+
+# The JAX a current CUDA image ships (jax / jaxlib 0.11.2 with the CUDA 13 plugin): pip must keep it.
+IMAGE_JAX = "0.11.2"
+
+
+@pytest.mark.floors
+def test_pip_install_keeps_an_installed_jax_and_every_dependency_has_a_floor():
+    """`pip install -e .` on an image with JAX never replaces it: fwi_jax asks jax / jaxlib for floors
+    only (no pin, no cap, no extra that pulls a CPU build), and the image's version satisfies them.
+    Checked on the installed package's metadata, which must match pyproject.toml."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(r).name.lower(): Requirement(r) for r in project["dependencies"]}
+    installed = {
+        Requirement(r).name.lower(): Requirement(r)
+        for r in importlib.metadata.requires("fwi_jax")
+        if "extra ==" not in r
+    }
+    assert {k: str(v.specifier) for k, v in installed.items()} == {k: str(v.specifier) for k, v in declared.items()}, (
+        "the installed metadata is stale: pip install -e . again"
+    )
+    for name in ("jax", "jaxlib"):
+        req = declared[name]
+        assert not req.extras and req.marker is None, req
+        assert {s.operator for s in req.specifier} == {">="}, f"{req}: a floor only, never a pin or a cap"
+        assert req.specifier.contains(IMAGE_JAX), f"{req} would replace the image's JAX {IMAGE_JAX}"
+    assert not any(n.startswith(("jax-cuda", "jax_cuda", "libtpu")) for n in declared), "never a backend plugin"
+    for req in declared.values():
+        assert [s.operator for s in req.specifier] == [">="], f"{req}: every dependency has one floor (.ci/floors.py)"

@@ -70,6 +70,7 @@ def test_learning_rate_schedules():
         learning_rate_schedule(cosine, 10)
 
 
+@pytest.mark.floors
 def test_one_device_and_eight_devices_give_the_same_step(cache_dir):
     """Same loss, gradients and BatchNorm statistics (global-batch BN) on 1 and 8 devices."""
     assert jax.device_count() == 8
@@ -327,6 +328,7 @@ def test_one_run_per_workdir_and_stale_locks_are_taken_over(cache_dir, tmp_path,
         assert json.loads(lock.read_text())["host"] == here
 
 
+@pytest.mark.floors
 def test_checkpoint_restores_on_a_different_device_count(cache_dir, tmp_path):
     summary = train_and_evaluate(smoke_config(cache_dir), tmp_path / "run")
     steps = make_steps(smoke_config(cache_dir), SPEC, parallel.make_mesh(jax.devices()[:1]))

@@ -10,31 +10,30 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import fwi_jax
 from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.sources import scan_pairs
+from fwi_jax.device_facts import describe
 from fwi_jax.paths import cache_root
 
-PACKAGES = (
-    "jax",
-    "jaxlib",
-    "flax",
-    "optax",
-    "orbax-checkpoint",
-    "grain",
-    "numpy",
-    "ml-collections",
-    "tensorflow-datasets",
-    "array-record",
-    "matplotlib",
-)
+# What each optional package is for; everything else in fwi_jax's requirements is needed to train.
+OPTIONAL = {
+    "grain": "data.placement=host (streaming batches from disk); device placement needs no grain",
+    "tensorboardX": "TensorBoard events (config.tensorboard); metrics.jsonl is written without it",
+    "tensorflow-datasets": "data.source=tfds",
+    "array-record": "data.source=tfds",
+    "importlib_resources": "data.source=tfds",
+}
+OFFLINE = "offline: carry its wheel (README, 'On an accelerator image')"
 
 
 class Report:
@@ -54,17 +53,59 @@ class Report:
         print(f"  FAIL  {what}: {detail}")
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits[0]))
+    return tuple(parts)
+
+
+def requirement_floors() -> dict[str, str]:
+    """{name: floor} from fwi_jax's installed metadata (pyproject.toml when run from a source tree
+    that was never installed), the tfds extra included."""
+    try:
+        reqs = importlib.metadata.requires("fwi_jax") or []
+    except importlib.metadata.PackageNotFoundError:
+        project = tomllib.loads((Path(fwi_jax.__file__).parents[1] / "pyproject.toml").read_text())["project"]
+        reqs = project["dependencies"] + [f'{r}; extra == "tfds"' for r in project["optional-dependencies"]["tfds"]]
+    floors = {}
+    for req in reqs:
+        spec, _, marker = req.partition(";")
+        if marker and "tfds" not in marker:
+            continue
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*(?:\(\s*)?>=\s*([0-9][^,;)\s]*)\s*\)?\s*", spec)
+        if m:
+            floors[m[1]] = m[2]
+    return floors
+
+
 def check_versions(r: Report) -> None:
     r.ok("python", f"{platform.python_version()} ({sys.executable})")
     r.ok("fwi_jax", f"{fwi_jax.__version__} ({Path(fwi_jax.__file__).parent})")
-    for pkg in PACKAGES:
+    for pkg, floor in requirement_floors().items():
         try:
-            r.ok(pkg, importlib.metadata.version(pkg))
+            version = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
-            if pkg in ("tensorflow-datasets", "array-record"):
-                r.warn(pkg, "not installed (only needed for data.source=tfds)")
+            if pkg in OPTIONAL:
+                r.warn(pkg, f"not installed; only needed for {OPTIONAL[pkg]} (pip install '{pkg}>={floor}')")
             else:
-                r.fail(pkg, "not installed: pip install -e .")
+                r.fail(pkg, f"not installed: pip install '{pkg}>={floor}' ({OFFLINE})")
+            continue
+        if _version_tuple(version) >= _version_tuple(floor):
+            r.ok(pkg, version)
+        elif pkg in ("jax", "jaxlib"):
+            r.fail(
+                pkg,
+                f"{version} is older than fwi_jax supports ({floor}): use an image with jax>={floor}, or "
+                f"install a JAX matched to this machine's CUDA / TPU runtime (never a CPU build over it)",
+            )
+        else:
+            (r.warn if pkg in OPTIONAL else r.fail)(
+                pkg, f"{version} is older than fwi_jax supports: pip install '{pkg}>={floor}' ({OFFLINE})"
+            )
     if "tensorflow" in sys.modules:
         r.warn("tensorflow", "imported; fwi_jax never needs it")
 
@@ -79,6 +120,11 @@ def check_jax(r: Report) -> None:
     devices = jax.devices()
     kinds = sorted({d.device_kind for d in devices})
     r.ok("backend", f"{jax.default_backend()} with {len(devices)} device(s): {', '.join(kinds)}")
+    facts = describe(devices)
+    where = "host RAM, shared by the CPU devices" if facts.platform == "cpu" else "per device"
+    r.ok("memory", f"{facts.memory_text()} ({where})")
+    peak = f"; datasheet dense bf16 peak {facts.bf16_peak_tflops:.0f} TFLOP/s" if facts.bf16_peak_tflops else ""
+    r.ok("bfloat16", f"{'native' if facts.bf16_native else 'not native'}: {facts.bf16_note}{peak}")
     r.ok("processes", f"{jax.process_count()} (this is process {jax.process_index()})")
     if jax.default_backend() == "cpu" and len(devices) == 1 and (os.cpu_count() or 1) > 1:
         r.ok("cpu", f"{os.cpu_count()} cores; XLA uses them inside one device (data generation splits them itself)")

@@ -11,7 +11,9 @@ every process takes its own contiguous slice of the global batch, and the data p
 checkpoint is that step. The last partial batch of an epoch is dropped (as the reference).
 
 Reads run in grain's thread pool with prefetch; ``num_workers > 0`` adds that many worker
-processes (spawned: scripts that use them need an ``if __name__ == "__main__":`` guard). A source
+processes (spawned: scripts that use them need an ``if __name__ == "__main__":`` guard). Without
+grain installed (an accelerator image, say), batches are read in order in the calling thread, with
+a warning; `--config.data.placement=device` reads the training set once and needs no prefetch. A source
 is anything with ``spec``, ``len``, ``source[i] -> (seismic, velocity)`` and ``describe(i)``:
 `OpenFWISource` (memory-mapped .npy) or `TFDSSource` (a built TFDS dataset's array_record files).
 """
@@ -19,10 +21,10 @@ is anything with ``spec``, ``len``, ``source[i] -> (seismic, velocity)`` and ``d
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import grain
 import numpy as np
 
 from fwi_jax.data.datasets import DatasetSpec
@@ -82,7 +84,27 @@ def read_raw(source, indices: np.ndarray, threads: int = 1, check: bool = False)
     return {RAW_SEISMIC: seis, RAW_VELOCITY: vel}
 
 
-def _iterate(ds: grain.MapDataset, num_threads: int, prefetch: int, num_workers: int):
+def _grain():
+    try:
+        import grain  # optional: the fallback below reads without it
+    except ImportError:
+        return None
+    return grain
+
+
+def _iterate(steps: range, load: Callable[[int], dict], num_threads: int, prefetch: int, num_workers: int):
+    grain = _grain()
+    if grain is None:
+        if num_workers > 0:
+            raise ModuleNotFoundError(
+                f"data.num_workers={num_workers} needs grain, which is not installed: pip install grain "
+                "(offline: carry its wheel, README 'On an accelerator image'), or set --config.data.num_workers=0"
+            )
+        warnings.warn(
+            "grain is not installed: batches are read in order without prefetch (pip install grain)", stacklevel=3
+        )
+        return (load(i) for i in steps)
+    ds = grain.MapDataset.range(steps.start, steps.stop).map(load)
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(prefetch, num_threads)))
     if num_workers > 0:
         _mark_absl_flags_parsed()
@@ -144,8 +166,7 @@ def train_batches(
         return read_raw(source, idx[process_index * local : (process_index + 1) * local], threads=num_threads)
 
     # Two batches in flight, each read by the shared pool of num_threads threads.
-    ds = grain.MapDataset.range(start_step, num_steps).map(load)
-    return _iterate(ds, min(num_threads, 2), prefetch, num_workers)
+    return _iterate(range(start_step, num_steps), load, min(num_threads, 2), prefetch, num_workers)
 
 
 def named_nonfinite(source, global_batch: int, seed: int, steps: range) -> str | None:
@@ -184,4 +205,4 @@ def eval_batches(
         batch["mask"] = valid.astype(np.float32)
         return batch
 
-    return _iterate(grain.MapDataset.range(-(-n // global_batch)).map(load), num_threads, num_threads, num_workers)
+    return _iterate(range(-(-n // global_batch)), load, num_threads, num_threads, num_workers)

@@ -19,9 +19,16 @@ class MetricWriter:
             return
         self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(workdir / "tensorboard"))
+            try:
+                from tensorboardX import SummaryWriter  # optional: metrics.jsonl holds everything
+            except ImportError:
+                print(
+                    "warning: tensorboardX is not installed, so no TensorBoard events are written (metrics.jsonl "
+                    "is); pip install tensorboardX, or set --config.tensorboard=False",
+                    file=sys.stderr,
+                )
+            else:
+                self._tb = SummaryWriter(str(workdir / "tensorboard"))
 
     def write(self, step: int, split: str, values: dict[str, float]) -> None:
         if not self.enabled:

@@ -1,10 +1,14 @@
-"""PyTorch side of step_time.py, a sidecar (see _sidecar.py): requests {"cmd": "setup", "batch": 16},
-{"cmd": "train", "n": 3}, {"cmd": "infer", "n": 3}, {"cmd": "peak"}, {"cmd": "quit"}.
+"""PyTorch side of step_time.py, a sidecar (see _sidecar.py): requests {"cmd": "setup", "batch": 16,
+"dtype": "float32"}, {"cmd": "train", "n": 3}, {"cmd": "infer", "n": 3}, {"cmd": "peak"}, {"cmd": "quit"}.
+
+dtype "bfloat16" runs the model under torch.autocast (bf16 convolutions, float32 parameters and
+optimizer), the PyTorch counterpart of fwi_jax's model.compute_dtype=bfloat16.
 
 The InversionNet is the one the parity tests check (fwi_jax/torch_side/torch_inversionnet.py,
 built from the layer table; fwi_jax.torchenv puts that folder on this script's path).
 """
 
+import contextlib
 import time
 
 import torch
@@ -16,10 +20,17 @@ SYNC = torch.cuda.synchronize if DEVICE == "cuda" else None
 state = {}
 
 
+def _autocast():
+    if state["dtype"] == "bfloat16":
+        return torch.autocast(DEVICE, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def step() -> None:
     model, opt = state["model"], state["opt"]
     model.train()
-    loss = loss_fn(model(state["x"]), state["y"])
+    with _autocast():
+        loss = loss_fn(model(state["x"]).float(), state["y"])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -27,7 +38,7 @@ def step() -> None:
 
 def infer() -> None:
     state["model"].eval()
-    with torch.no_grad():
+    with torch.no_grad(), _autocast():
         state["model"](state["x"])
     state["model"].train()
 
@@ -39,14 +50,16 @@ def setup(msg: dict) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     x = torch.randn(b, 5, 1000, 70, device=DEVICE)
     y = torch.rand(b, 1, 70, 70, device=DEVICE) * 2 - 1
-    state.update(model=model, opt=opt, x=x, y=y)
+    state.update(model=model, opt=opt, x=x, y=y, dtype=msg.get("dtype", "float32"))
     return {"first_step_s": timings(step, 1, SYNC)[0]}
 
 
 def peak(msg: dict) -> dict:
-    n = 2048
-    a = torch.randn(n, n, device=DEVICE)
+    n = msg.get("n", 2048)
+    a = torch.randn(n, n, device=DEVICE, dtype=getattr(torch, msg.get("dtype", "float32")))
     a @ a
+    if SYNC:
+        SYNC()
     t = time.perf_counter()
     for _ in range(10):
         a @ a
@@ -63,5 +76,10 @@ if __name__ == "__main__":
             "infer": lambda msg: {"times": timings(infer, msg["n"], SYNC)},
             "peak": peak,
         },
-        stamp={"torch": torch.__version__, "threads": torch.get_num_threads(), "device": DEVICE},
+        stamp={
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": DEVICE,
+            "device_name": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
+        },
     )

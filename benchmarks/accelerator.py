@@ -1,19 +1,25 @@
-"""One command for an accelerator host: step time, training throughput and data generation.
+"""The one command for a short accelerator slot: speed against PyTorch on the same device, and
+InversionNet trained to quality inside the budget.
 
-    python benchmarks/accelerator.py --out DIR [--budget-s 480] [--quick]
-    python benchmarks/accelerator.py --quick --out /tmp/acc         # a check: 5-8 minutes on a 2-core CPU
+    python benchmarks/accelerator.py --out DIR [--budget-s 360]
+    python benchmarks/accelerator.py --quick --out /tmp/acc        # every part, shrunk, on a CPU (~5 min)
 
-Runs, one after another (each in its own process, each with its share of the time budget):
-  1. step_time.py: fwi_jax's full-size InversionNet train / inference step, float32 and bfloat16,
-     batch 64 and 256 (no PyTorch needed);
-  2. train_throughput.py: the real training loop against its isolated step with device-resident
-     data (float32 and bfloat16 storage), full-size model, batch 256;
-  3. generation.py: the generator's fast mode at 256 models per call.
-Each part's log goes to DIR/<part>.log and its JSON to DIR/<part>.json; the part's table is shown
-from its JSON (its "table" lines) after it ends, or the log's tail when it has none. DIR/accelerator.json
-lists the parts with their status, seconds and tables, and a table of the parts is printed at the end.
-`--quick` shrinks every part to run on a laptop CPU in a few minutes (to check the script). This
-process never imports JAX (it would hold the accelerator's memory from the parts).
+Parts, in this order, each in its own process with its own time limit (a failure or a timeout loses
+that part only):
+  1. step_time.py: the full-size train and inference step, float32 and bfloat16, batch 64 and 256,
+     model FLOP utilization against the measured matmul peak and the device's datasheet bf16 peak, and
+     the same steps in the PyTorch reference on the same device, alternating rounds (skipped, with the
+     reason, when no torch with this device is importable; JAX does not preallocate the device);
+  2. timed_reproduction.py: FlatVel-A generated on the device (24,000 samples when the budget allows),
+     the full InversionNet trained with the reference's optimizer and loss for as many epochs as fit,
+     evaluated on held-out samples, beside the OpenFWI benchmark page's FlatVel-A row;
+  3. train_throughput.py: the training loop against its isolated step, device-resident data;
+  4. generation.py: the fast solver at 256 models per call;
+  5. gradient.py: FWI gradients per second, batched.
+A part's time limit is its share of the budget still left when it starts (parts that end early leave
+their time to the next). After each part, DIR/accelerator.json and DIR/accelerator.md hold every
+finished part's status, seconds and table; each part's log is DIR/<part>.log and its JSON
+DIR/<part>.json. This process never imports JAX (it would hold the accelerator's memory from the parts).
 """
 
 from __future__ import annotations
@@ -25,70 +31,104 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import Col, jax_facts, print_table, read_table, write_results
+from _harness import Col, jax_facts, print_table, read_table, table_lines, write_results
 
 HERE = Path(__file__).resolve().parent
-COLUMNS = ["part", "status", Col("seconds", "seconds", "{:.0f}")]
+COLUMNS = ["part", "status", Col("seconds", "seconds", "{:.0f}"), Col("limit (s)", "limit_s", "{:.0f}")]
+BUDGET_FLAG = "{budget}"  # replaced by the part's own time limit, less a margin for its start and report
 
 
 def parts(quick: bool, out: Path) -> list[tuple[str, list[str], float]]:
-    """(name, command, share of the budget)."""
-    py = sys.executable
+    """(name, arguments of benchmarks/<name>.py, share of the budget)."""
+
+    def j(name: str) -> list[str]:
+        return ["--out", str(out / f"{name}.json")]
+
     if quick:
         return [
-            ("step_time", [py, str(HERE / "step_time.py"), "--no-torch", "--batches", "2", "--dtypes", "float32",
-                           "bfloat16", "--reps", "1", "--steps", "1", "--out", str(out / "step_time.json")], 0.4),
-            ("train_throughput", [py, str(HERE / "train_throughput.py"), "--presets", "tiny", "--placements",
-                                  "device:float32", "device:bfloat16", "--samples", "128", "--eval-every", "8",
-                                  "--intervals", "3", "--step-reps", "4",
-                                  "--out", str(out / "train_throughput.json")], 0.4),
-            ("generation", [py, str(HERE / "generation.py"), "--models", "4", "--rounds", "1", "--variants", "fast",
-                            "--no-deepwave", "--out", str(out / "generation.json")], 0.2),
+            ("step_time", ["--batches", "2", "--dtypes", "float32", "bfloat16", "--reps", "1", "--steps", "1",
+                           *j("step_time")], 0.3),
+            ("timed_reproduction", ["--quick", "--quiet", "--budget-s", BUDGET_FLAG, *j("timed_reproduction")], 0.3),
+            ("train_throughput", ["--presets", "tiny", "--placements", "device:float32", "--samples", "128",
+                                  "--eval-every", "8", "--intervals", "2", "--step-reps", "2",
+                                  *j("train_throughput")], 0.2),
+            ("generation", ["--models", "4", "--rounds", "1", "--variants", "fast", "--no-deepwave",
+                            *j("generation")], 0.1),
+            ("gradient", ["--models", "2", "--rounds", "1", "--no-deepwave", *j("gradient")], 0.1),
         ]  # fmt: skip
     return [
-        ("step_time", [py, str(HERE / "step_time.py"), "--no-torch", "--batches", "64", "256", "--dtypes", "float32",
-                       "bfloat16", "--reps", "3", "--steps", "5", "--out", str(out / "step_time.json")], 0.4),
-        ("train_throughput", [py, str(HERE / "train_throughput.py"), "--presets", "openfwi", "--placements",
-                              "device:float32", "device:bfloat16", "--samples", "2624", "--batch", "256",
-                              "--log-every", "10", "--out", str(out / "train_throughput.json")], 0.4),
-        ("generation", [py, str(HERE / "generation.py"), "--models", "256", "--rounds", "3", "--variants", "fast",
-                        "--no-deepwave", "--out", str(out / "generation.json")], 0.2),
+        ("step_time", ["--batches", "64", "256", "--dtypes", "float32", "bfloat16", "--reps", "3", "--steps", "5",
+                       *j("step_time")], 0.28),
+        ("timed_reproduction", ["--quiet", "--budget-s", BUDGET_FLAG, *j("timed_reproduction")], 0.42),
+        ("train_throughput", ["--presets", "openfwi", "--placements", "device:float32", "device:bfloat16",
+                              "--samples", "2624", "--batch", "256", "--log-every", "10",
+                              *j("train_throughput")], 0.14),
+        ("generation", ["--models", "256", "--rounds", "3", "--variants", "fast", "--no-deepwave",
+                        *j("generation")], 0.08),
+        ("gradient", ["--models", "64", "--rounds", "2", "--no-deepwave", *j("gradient")], 0.08),
     ]  # fmt: skip
 
 
-def run_part(name: str, cmd: list[str], timeout: float, out: Path) -> dict:
-    print(f"== {name} (at most {timeout:.0f} s): {' '.join(Path(c).name if '/' in c else c for c in cmd)}", flush=True)
+def run_part(name: str, args: list[str], limit: float, out: Path) -> dict:
+    inner = max(30.0, limit - 20.0)  # a part that sizes itself to a budget ends before it is stopped
+    cmd = [sys.executable, str(HERE / f"{name}.py"), *(f"{inner:.0f}" if x == BUDGET_FLAG else x for x in args)]
+    print(f"== {name} (at most {limit:.0f} s): {' '.join(Path(c).name if '/' in c else c for c in cmd)}", flush=True)
     log, part_json = out / f"{name}.log", out / f"{name}.json"
     part_json.unlink(missing_ok=True)  # a table left by an earlier run must not stand for this one
     t = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent), PYTHONUNBUFFERED="1", XLA_PYTHON_CLIENT_PREALLOCATE="false")
     with open(log, "w") as f:
         try:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=limit).returncode
             status = "ok" if rc == 0 else f"failed (exit {rc})"
         except subprocess.TimeoutExpired:
-            status = f"timed out after {timeout:.0f} s"
+            status = f"timed out after {limit:.0f} s"
     seconds = time.perf_counter() - t
     table = read_table(part_json)
     print("\n".join(table) if table else log.read_text()[-2000:])
     print(f"-- {name}: {status} in {seconds:.0f} s (log: {log})\n", flush=True)
-    return {"part": name, "status": status, "seconds": seconds, "json": str(part_json), "table": table}
+    return {"part": name, "status": status, "seconds": seconds, "limit_s": limit, "json": str(part_json),
+            "table": table}  # fmt: skip
+
+
+def write_summary(out: Path, results: list[dict], header: str, a: argparse.Namespace) -> list[str]:
+    """DIR/accelerator.json and DIR/accelerator.md with every part finished so far."""
+    table = table_lines(results, COLUMNS)
+    md = [f"# {header}", "", *table, ""]
+    for r in results:
+        md += [f"## {r['part']}: {r['status']}", "", *(r["table"] or ["(no table: see the part's log)"]), ""]
+    (out / "accelerator.md").write_text("\n".join(md))
+    write_results(out / "accelerator.json", {"quick": a.quick, "budget_s": a.budget_s, "parts": results}, table, args=a)
+    return table
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="folder for the logs, JSON and the summary")
-    p.add_argument("--budget-s", type=float, default=480.0, help="total time budget, shared by the parts")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the script on a CPU")
+    p.add_argument("--budget-s", type=float, default=360.0, help="total time budget, shared by the parts")
+    p.add_argument("--quick", action="store_true", help="every part, shrunk: checks the script on a CPU")
+    p.add_argument("--parts", nargs="+", help="run only these parts (default: all)")
     a = p.parse_args()
     out = Path(a.out).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
+    todo = parts(a.quick, out)
+    if a.parts:
+        unknown = set(a.parts) - {name for name, _, _ in todo}
+        if unknown:
+            p.error(f"unknown part(s) {sorted(unknown)}; choose from {[name for name, _, _ in todo]}")
+        todo = [t for t in todo if t[0] in a.parts]
     facts = jax_facts()
     device = f"{facts['device_count']} x {facts['device_kind']} ({facts['backend']})"
-    print(f"accelerator benchmark on {device}, {os.cpu_count()} CPU cores; budget {a.budget_s:.0f} s\n", flush=True)
-    results = [run_part(name, cmd, a.budget_s * share, out) for name, cmd, share in parts(a.quick, out)]
-    table = print_table(results, COLUMNS, "accelerator benchmark parts")
-    write_results(out / "accelerator.json", {"quick": a.quick, "budget_s": a.budget_s, "parts": results}, table, args=a)
+    header = f"accelerator benchmark on {device}, {os.cpu_count()} CPU cores, budget {a.budget_s:.0f} s"
+    print(header + "\n", flush=True)
+    t0, results = time.perf_counter(), []
+    for k, (name, args, share) in enumerate(todo):
+        left = a.budget_s - (time.perf_counter() - t0)
+        limit = max(60.0, left * share / sum(s for _, _, s in todo[k:]))
+        results.append(run_part(name, args, limit, out))
+        write_summary(out, results, header, a)
+    print_table(results, COLUMNS, header)
+    print(f"wrote {out / 'accelerator.md'} and {out / 'accelerator.json'}")
     if any(r["status"] != "ok" for r in results):
         sys.exit(1)
 

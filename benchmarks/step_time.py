@@ -27,17 +27,20 @@ from pathlib import Path
 from _harness import prepare_host
 
 prepare_host(__name__)  # first: huge pages, which the PyTorch sidecar inherits (both sides alike)
+# PyTorch's sidecar shares an accelerator with this process: JAX must not take 75% of it up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 # ruff: noqa: E402
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _harness import Col, Ratio, alternate, median, print_table, ratio_col, timings, write_results
+from _harness import Col, Ratio, alternate, median, print_table, ratio_col, table_lines, timings, write_results
 from _sidecar import Sidecar
 
-from fwi_jax import parallel
+from fwi_jax import parallel, torchenv
 from fwi_jax.config import default_config
 from fwi_jax.data.datasets import get_dataset
+from fwi_jax.device_facts import describe
 from fwi_jax.training.steps import input_shape, make_steps
 
 HERE = Path(__file__).resolve().parent
@@ -58,14 +61,16 @@ COLUMNS = [
     Col("fwi_jax (s)", "fwi_jax_s", "{:.3f}"),
     Col("samples/s", "samples_per_s", "{:.2f}"),
     Col("GFLOP/s (analytic / XLA)", _gflops_text),
-    Col("of peak", "peak_fraction", "{:.0%}"),
+    Col("of matmul peak", "peak_fraction", "{:.0%}"),
+    Col("MFU (datasheet bf16)", "datasheet_fraction", "{:.0%}"),
     Col("PyTorch (s)", "torch_s", "{:.3f}"),
     ratio_col("fwi_jax / PyTorch (range over rounds)"),
 ]
 
 
-def jax_matmul_peak(n: int = 2048) -> float:
-    a = jnp.ones((n, n), jnp.float32)
+def jax_matmul_peak(n: int = 2048, dtype: str = "float32") -> float:
+    """GFLOP/s of an n x n matmul in ``dtype`` on random data (zeros can run faster than real data)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(dtype))
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     t = time.perf_counter()
@@ -110,6 +115,20 @@ class JaxSide:
         return timings(lambda: self.infer_fn(self.state, self.batch["seismic"]).block_until_ready(), n)
 
 
+def start_torch(no_torch: bool, platform: str) -> tuple[Sidecar | None, str | None]:
+    """The PyTorch sidecar on this machine's device, or None and why it is skipped."""
+    if no_torch:
+        return None, "PyTorch comparison skipped (--no-torch)"
+    if torchenv.torch_python() is None:
+        return None, f"PyTorch comparison skipped: no torch in this interpreter and {torchenv.ENV} is unset"
+    side = Sidecar("_torch_step.py")
+    where = side.ask("peak", n=256)["device"]
+    if platform != "cpu" and where != "cuda":
+        side.close()
+        return None, f"PyTorch comparison skipped: JAX runs on {platform} but torch sees no CUDA device"
+    return side, None
+
+
 def _flops(compiled) -> float | None:
     try:
         cost = compiled.cost_analysis()
@@ -130,24 +149,33 @@ def main() -> None:
     a = p.parse_args()
     jax.config.update("jax_compilation_cache_dir", "")  # compile times measured cold
     dev = jax.devices()[0]
-    torch_side = None if a.no_torch else Sidecar("_torch_step.py")
-    peak_jax = jax_matmul_peak()
-    peak_torch = torch_side.ask("peak")["gflops"] if torch_side else None
-    peak = max(peak_jax, peak_torch or 0.0)
-    print(f"fp32 matmul peak: jax {peak_jax:.0f} GFLOP/s" + (f", torch {peak_torch:.0f}" if peak_torch else ""))
+    facts = describe()
+    torch_side, skipped = start_torch(a.no_torch, dev.platform)
+    n = 2048 if dev.platform == "cpu" else 8192
+    peaks = {}
+    for dtype in a.dtypes:
+        ours = jax_matmul_peak(n, dtype)
+        theirs = torch_side.ask("peak", n=n, dtype=dtype)["gflops"] if torch_side else None
+        peaks[dtype] = {"jax": ours, "torch": theirs}
+        print(f"{dtype} matmul peak ({n}^3): jax {ours:.0f} GFLOP/s" + (f", torch {theirs:.0f}" if theirs else ""))
     rows = []
+    title = (
+        f"InversionNet (24.4 M params) step times on {dev.device_kind} ({os.cpu_count()} CPUs), median of "
+        f"{a.reps * a.steps} steps" + (f"; {skipped}" if skipped else "")
+    )
     for b in a.batches:
-        torch_setup = torch_side.ask("setup", batch=b) if torch_side else None
         for dtype in a.dtypes:
-            print(f"batch {b}, fwi_jax {dtype}: compiling ...", flush=True)
+            torch_setup = torch_side.ask("setup", batch=b, dtype=dtype) if torch_side else None
+            print(f"batch {b}, {dtype}: compiling ...", flush=True)
             js = JaxSide(b, dtype)
             js.train(1)
             js.infer(1)
             sides = {("fwi_jax", kind): functools.partial(getattr(js, kind), a.steps) for kind in ("train", "infer")}
-            if torch_side and dtype == a.dtypes[0]:  # PyTorch has one dtype: timed beside the first
+            if torch_side:
                 for kind in ("train", "infer"):
                     sides["torch", kind] = lambda kind=kind: torch_side.ask(kind, n=a.steps)["times"]
             rounds = alternate(sides, a.reps)  # per side, one list of step times per round
+            peak = max(v for v in peaks[dtype].values() if v)
             for kind, flops, comp in (
                 ("train", js.train_flops, js.compile_s),
                 ("infer", js.infer_flops, js.infer_compile_s),
@@ -164,25 +192,29 @@ def main() -> None:
                     "gflops_analytic": analytic / med,
                     "gflops_xla": flops / 1e9 / med if flops else None,
                     "peak_fraction": analytic / med / peak,
+                    "datasheet_fraction": (
+                        analytic / med / (facts.bf16_peak_tflops * 1e3)
+                        if facts.bf16_peak_tflops and dtype == "bfloat16"
+                        else None
+                    ),
                 }
                 if ("torch", kind) in rounds:
                     tmed = median(sum(rounds["torch", kind], []))
                     row |= {"torch_s": tmed, "torch_first_step_s": torch_setup["first_step_s"]}
-                    row |= {"torch_gflops": analytic / tmed}
+                    row |= {"torch_gflops": analytic / tmed, "torch_dtype": dtype}
                     row |= Ratio.of(rounds["fwi_jax", kind], rounds["torch", kind]).fields()
                 rows.append(row)
                 print(
                     f"  {kind}: fwi_jax {med:.3f} s" + (f", torch {row['torch_s']:.3f} s" if "torch_s" in row else "")
                 )
             del js, sides  # frees this model before the next compiles
+            # Written after each batch and dtype: a part stopped at its time limit keeps its rows.
+            results = {"rows": rows, "peak_gflops": peaks, "torch_skipped": skipped}
+            write_results(a.out, results, [title, ""] + table_lines(rows, COLUMNS), args=a)
     if torch_side:
         torch_side.close()
-    title = (
-        f"InversionNet (24.4 M params) step times on {dev.device_kind} ({os.cpu_count()} CPUs), median of "
-        f"{a.reps * a.steps} steps"
-    )
     table = print_table(rows, COLUMNS, title)
-    write_results(a.out, {"rows": rows, "peak_gflops": {"jax": peak_jax, "torch": peak_torch}}, table, args=a)
+    write_results(a.out, {"rows": rows, "peak_gflops": peaks, "torch_skipped": skipped}, table, args=a)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,31 @@ def test_no_benchmark_imports_another_benchmark_script():
             names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
             found += [f"{path.name} imports {n}" for n in names if n.split(".")[0] in scripts]
     assert not found, found
+
+
+@pytest.mark.slow
+def test_accelerator_quick_runs_every_part_and_reports_as_it_goes(tmp_path):
+    """`benchmarks/accelerator.py --quick`, the CPU check of the one command for an accelerator slot:
+    every part runs shrunk and leaves its table in the summary; PyTorch joins through its sidecar when
+    one is set up (.ci/run's), else the step table says why it was skipped."""
+    from fwi_jax import torchenv
+
+    # One CPU device, as a user's machine has (the parts choose their own device counts).
+    flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
+    env = dict(os.environ, XLA_FLAGS=flags)
+    cmd = [sys.executable, str(BENCH / "accelerator.py"), "--quick", "--budget-s", "1500", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "accelerator.json").read_text())
+    parts = ["step_time", "timed_reproduction", "train_throughput", "generation", "gradient"]
+    assert [p["part"] for p in summary["parts"]] == parts
+    assert all(p["status"] == "ok" and p["table"] for p in summary["parts"]), summary["parts"]
+    md = (tmp_path / "accelerator.md").read_text()
+    assert all(f"## {p}: ok" in md for p in parts)
+    steps = json.loads((tmp_path / "step_time.json").read_text())
+    if torchenv.torch_python() is None:
+        assert "skipped" in steps["torch_skipped"] and "skipped" in md
+    else:
+        assert steps["torch_skipped"] is None and all(r["torch_s"] > 0 for r in steps["rows"])
+    (row,) = json.loads((tmp_path / "timed_reproduction.json").read_text())["rows"]
+    assert row["train_samples"] > 0 and row["epochs"] >= 1 and 0 < row["ssim"] <= 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -214,6 +215,7 @@ def _jax_facts_here() -> dict[str, Any]:
     }
 
 
+@functools.cache
 def jax_facts() -> dict[str, Any]:
     """Device kind and count, backend and version of JAX: in this process when it has imported JAX,
     else asked of a child process (importing JAX here would hold the accelerator's memory from the

@@ -17,6 +17,11 @@ from torch_inversionnet import InversionNet, loss_fn
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SYNC = torch.cuda.synchronize if DEVICE == "cuda" else None
+if DEVICE == "cuda":
+    # As XLA on the same GPU: TF32 for float32 convolutions and matmuls, convolution algorithms autotuned.
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
 state = {}
 
 

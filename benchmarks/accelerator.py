@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -76,12 +77,21 @@ def run_part(name: str, args: list[str], limit: float, out: Path) -> dict:
     log, part_json = out / f"{name}.log", out / f"{name}.json"
     part_json.unlink(missing_ok=True)  # a table left by an earlier run must not stand for this one
     t = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent), PYTHONUNBUFFERED="1", XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent), PYTHONUNBUFFERED="1")
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # PyTorch's sidecar shares the device
     with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=limit).returncode
+            rc = proc.wait(timeout=limit)
             status = "ok" if rc == 0 else f"failed (exit {rc})"
         except subprocess.TimeoutExpired:
+            # SIGTERM first (the part and its sidecars clean up: a generated set is deleted), then SIGKILL.
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             status = f"timed out after {limit:.0f} s"
     seconds = time.perf_counter() - t
     table = read_table(part_json)

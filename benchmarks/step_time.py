@@ -115,18 +115,42 @@ class JaxSide:
         return timings(lambda: self.infer_fn(self.state, self.batch["seismic"]).block_until_ready(), n)
 
 
-def start_torch(no_torch: bool, platform: str) -> tuple[Sidecar | None, str | None]:
-    """The PyTorch sidecar on this machine's device, or None and why it is skipped."""
-    if no_torch:
-        return None, "PyTorch comparison skipped (--no-torch)"
-    if torchenv.torch_python() is None:
-        return None, f"PyTorch comparison skipped: no torch in this interpreter and {torchenv.ENV} is unset"
-    side = Sidecar("_torch_step.py")
-    where = side.ask("peak", n=256)["device"]
-    if platform != "cpu" and where != "cuda":
-        side.close()
-        return None, f"PyTorch comparison skipped: JAX runs on {platform} but torch sees no CUDA device"
-    return side, None
+class TorchSide:
+    """The PyTorch sidecar on this machine's device; ``skipped`` says why there is none (never started,
+    or stopped when it failed: JAX's rows stand either way)."""
+
+    def __init__(self, no_torch: bool, platform: str):
+        self.side, self.skipped = None, None
+        if no_torch:
+            self.skipped = "PyTorch comparison skipped (--no-torch)"
+        elif torchenv.torch_python() is None:
+            self.skipped = f"PyTorch comparison skipped: no torch in this interpreter and {torchenv.ENV} is unset"
+        else:
+            self.side = Sidecar("_torch_step.py")
+            where = self.ask("peak", n=256)
+            want = {"gpu": "cuda", "cpu": "cpu"}.get(platform)
+            if where and where["device"] != want:
+                self.stop(f"JAX runs on {platform} but torch on {where['device']}")
+
+    def ask(self, cmd: str, **msg) -> dict | None:
+        if self.side is None:
+            return None
+        try:
+            return self.side.ask(cmd, **msg)
+        except RuntimeError as e:  # out of memory, a broken CUDA, a sidecar that died
+            self.stop(f"its {cmd!r} failed ({str(e).strip().splitlines()[-1][:200]})")
+            return None
+
+    def stop(self, why: str) -> None:
+        self.skipped = f"PyTorch comparison skipped: {why}"
+        print(self.skipped, flush=True)
+        if self.side is not None and self.side.proc.poll() is None:
+            self.side.proc.kill()
+        self.side = None
+
+    def close(self) -> None:
+        if self.side is not None:
+            self.side.close()
 
 
 def _flops(compiled) -> float | None:
@@ -150,31 +174,38 @@ def main() -> None:
     jax.config.update("jax_compilation_cache_dir", "")  # compile times measured cold
     dev = jax.devices()[0]
     facts = describe()
-    torch_side, skipped = start_torch(a.no_torch, dev.platform)
+    torch_side = TorchSide(a.no_torch, dev.platform)
     n = 2048 if dev.platform == "cpu" else 8192
     peaks = {}
     for dtype in a.dtypes:
         ours = jax_matmul_peak(n, dtype)
-        theirs = torch_side.ask("peak", n=n, dtype=dtype)["gflops"] if torch_side else None
+        theirs = (torch_side.ask("peak", n=n, dtype=dtype) or {}).get("gflops")
         peaks[dtype] = {"jax": ours, "torch": theirs}
         print(f"{dtype} matmul peak ({n}^3): jax {ours:.0f} GFLOP/s" + (f", torch {theirs:.0f}" if theirs else ""))
     rows = []
-    title = (
-        f"InversionNet (24.4 M params) step times on {dev.device_kind} ({os.cpu_count()} CPUs), median of "
-        f"{a.reps * a.steps} steps" + (f"; {skipped}" if skipped else "")
-    )
+
+    def title() -> str:
+        return (
+            f"InversionNet (24.4 M params) step times on {dev.device_kind} ({os.cpu_count()} CPUs), median of "
+            f"{a.reps * a.steps} steps" + (f"; {torch_side.skipped}" if torch_side.skipped else "")
+        )
+
     for b in a.batches:
         for dtype in a.dtypes:
-            torch_setup = torch_side.ask("setup", batch=b, dtype=dtype) if torch_side else None
+            torch_setup = torch_side.ask("setup", batch=b, dtype=dtype)
             print(f"batch {b}, {dtype}: compiling ...", flush=True)
             js = JaxSide(b, dtype)
             js.train(1)
             js.infer(1)
             sides = {("fwi_jax", kind): functools.partial(getattr(js, kind), a.steps) for kind in ("train", "infer")}
-            if torch_side:
+            if torch_setup:
                 for kind in ("train", "infer"):
-                    sides["torch", kind] = lambda kind=kind: torch_side.ask(kind, n=a.steps)["times"]
-            rounds = alternate(sides, a.reps)  # per side, one list of step times per round
+                    sides["torch", kind] = lambda kind=kind: torch_side.side.ask(kind, n=a.steps)["times"]
+            try:
+                rounds = alternate(sides, a.reps)  # per side, one list of step times per round
+            except RuntimeError as e:  # the PyTorch side failed mid-round: time fwi_jax alone
+                torch_side.stop(f"it failed while timing ({str(e).strip().splitlines()[-1][:200]})")
+                rounds = alternate({k: f for k, f in sides.items() if k[0] == "fwi_jax"}, a.reps)
             peak = max(v for v in peaks[dtype].values() if v)
             for kind, flops, comp in (
                 ("train", js.train_flops, js.compile_s),
@@ -209,12 +240,11 @@ def main() -> None:
                 )
             del js, sides  # frees this model before the next compiles
             # Written after each batch and dtype: a part stopped at its time limit keeps its rows.
-            results = {"rows": rows, "peak_gflops": peaks, "torch_skipped": skipped}
-            write_results(a.out, results, [title, ""] + table_lines(rows, COLUMNS), args=a)
-    if torch_side:
-        torch_side.close()
-    table = print_table(rows, COLUMNS, title)
-    write_results(a.out, {"rows": rows, "peak_gflops": peaks, "torch_skipped": skipped}, table, args=a)
+            results = {"rows": rows, "peak_gflops": peaks, "torch_skipped": torch_side.skipped}
+            write_results(a.out, results, [title(), ""] + table_lines(rows, COLUMNS), args=a)
+    torch_side.close()
+    table = print_table(rows, COLUMNS, title())
+    write_results(a.out, {"rows": rows, "peak_gflops": peaks, "torch_skipped": torch_side.skipped}, table, args=a)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,21 @@ InversionNet with the reference recipe, evaluate on held-out samples.
     python benchmarks/timed_reproduction.py --quick --budget-s 150 --out /tmp/tr.json   # a CPU check, ~2 min
 
 In one process, within --budget-s seconds:
-  1. probe the fast solver (one call of --gen-batch models after its compile) and size the set: as
-     many FlatVel-A samples as --gen-share of the budget generates, at most --samples training samples
-     (24,000: the real FlatVel-A training set), capped by free disk and device memory, plus 1/12 held out;
-  2. generate them (fwi_jax.data.generate, --gen-batch models per solver call) into the cache;
-  3. probe the train step (compile, then timed steps) and size the run: as many epochs as the rest of
-     the budget holds (at least one), the learning-rate schedule spanning exactly those epochs;
+  1. probe the fast solver (one call of --gen-batch models after its compile) and the train step
+     (its compile, then three steps on random batches);
+  2. size the set from a time model: --gen-share of the time left makes and loads the data, the rest
+     trains; at most --samples training samples (24,000: the real FlatVel-A training set), capped by
+     free disk and device memory (bfloat16 storage when float32 would not fit), plus 1/12 held out;
+  3. generate them (fwi_jax.data.generate, --gen-batch models per solver call) into --work;
   4. train (fwi_jax.training.loop, the training set resident on the devices) with the reference's
-     optimizer and loss (AdamW lr 1e-4, weight decay 1e-4, l1 + l2, batch 256; cosine decay over the
-     run instead of the reference's 120 constant-rate epochs) and evaluate the held-out samples;
+     optimizer and loss (AdamW lr 1e-4, weight decay 1e-4, l1 + l2, batch 256) for as many steps as
+     the time left holds (whole epochs when they fit, at most --max-epochs), the cosine decay spanning
+     exactly those steps (the reference runs 120 epochs at a constant rate), and evaluate the held-out
+     samples;
   5. print and write the row: samples/s of generation and training, epochs, MAE / RMSE / SSIM, beside
-     the OpenFWI benchmark page's FlatVel-A rows (a 16x longer schedule on real data: a ceiling).
+     the OpenFWI benchmark page's FlatVel-A rows (a far longer schedule on real data: a ceiling).
+A SIGTERM (the accelerator script's time limit) ends the run through its `finally`: the generated set
+is deleted unless --keep (or it was an earlier run's).
 `--quick` takes the tiny widths, batch 8 and at most 96 samples, to check the whole path on a CPU.
 """
 
@@ -24,6 +28,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,7 +67,7 @@ def _page(row: dict, loss: str) -> str:
 COLUMNS = [
     Col("train / held out", lambda r: f"{r['train_samples']} / {r['val_samples']}"),
     Col("generated/s", "gen_samples_per_s", "{:.0f}"),
-    Col("epochs", "epochs"),
+    Col("epochs", "epochs", "{:.2f}"),
     Col("trained samples/s", "train_samples_per_s", "{:.0f}"),
     Col("MAE / RMSE (norm)", lambda r: f"{r['mae_norm']:.4f} / {r['rmse_norm']:.4f}"),
     Col("SSIM", "ssim", "{:.4f}"),
@@ -95,26 +101,29 @@ def probe_generation(gen_batch: int) -> float:
     return gen_batch / (time.perf_counter() - t)
 
 
-def size_dataset(a: argparse.Namespace, rate: float, cache: Path, mesh) -> tuple[int, int, str, str]:
-    """(train samples, file size, storage dtype, what limited the size)."""
+def size_dataset(a: argparse.Namespace, n_time: int, cache: Path, mesh) -> tuple[int, int, str, str]:
+    """(train samples, file size, storage dtype, what limited the size); ``n_time``: what the time allows."""
     per_sample = dataset_bytes(1, SPEC, "float32")
     limits = {
         "--samples": a.samples,
-        "generation time": int(rate * a.gen_share * a.budget_s * (HELD_OUT - 1) / HELD_OUT),
+        "time": n_time,
         "free disk": int(0.8 * shutil.disk_usage(cache).free / per_sample * (HELD_OUT - 1) / HELD_OUT),
     }
     free, _ = free_device_bytes(mesh)
     storage = "float32" if dataset_bytes(min(limits.values()), SPEC, "float32") < 0.8 * free else "bfloat16"
     limits["device memory"] = int(0.8 * free / dataset_bytes(1, SPEC, storage))
     limit = min(limits, key=limits.get)
-    # Whole held-out files: the training set is (HELD_OUT - 1) files of `file_size`, one more held out.
+    # Whole held-out files: the training set is (HELD_OUT - 1) files of `file_size`, one more held out;
+    # a file is whole solver calls (a last, smaller call would compile the solver again).
     file_size = max(limits[limit] // (HELD_OUT - 1), a.min_file)
+    if file_size > a.gen_batch:
+        file_size -= file_size % a.gen_batch
     return file_size * (HELD_OUT - 1), file_size, storage, limit
 
 
-def probe_step(config, steps_per_epoch: int, mesh) -> tuple[float, float]:
+def probe_step(config, mesh) -> tuple[float, float]:
     """(compile seconds, seconds per train step) of this config's step on random batches."""
-    steps = make_steps(config, SPEC, mesh, steps_per_epoch)
+    steps = make_steps(config, SPEC, mesh, 1000)
     state = steps.init()
     rng = np.random.default_rng(0)
     batch = parallel.global_batch(
@@ -139,27 +148,36 @@ def probe_step(config, steps_per_epoch: int, mesh) -> tuple[float, float]:
 
 def run(a: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
+    left = lambda: a.budget_s - (time.perf_counter() - t0)  # noqa: E731
     cache = Path(a.work).expanduser().absolute()
     cache.mkdir(parents=True, exist_ok=True)
     mesh = parallel.make_mesh()
+    config = base_config(a, cache)
     rate = probe_generation(a.gen_batch)
-    n_train, file_size, storage, limit = size_dataset(a, rate, cache, mesh)
+    compile_s, step_s = probe_step(config, mesh)
+    # The time model: the trainer compiles its train and eval steps again (~2.5 probe compiles); each
+    # training sample costs its solver share (at 60% of the probed rate: the velocity models and the
+    # file writes come on top) and its load onto the devices (~1 GB/s); --gen-share of the rest makes
+    # and loads data, the remainder trains.
+    room = left() - 2.5 * compile_s - 0.05 * a.budget_s
+    per_sample = HELD_OUT / (HELD_OUT - 1) / (0.6 * rate) + dataset_bytes(1, SPEC, "float32") / 1e9
+    n_train, file_size, storage, limit = size_dataset(a, int(a.gen_share * room / per_sample), cache, mesh)
     print(
-        f"fast solver: {rate:.0f} models/s at {a.gen_batch} per call; {n_train} training samples "
-        f"(limited by {limit}), storage {storage}",
+        f"probes: fast solver {rate:.0f} models/s at {a.gen_batch} per call; train step {step_s:.3f} s after a "
+        f"{compile_s:.0f} s compile. {n_train} training samples (limited by {limit}), storage {storage}",
         flush=True,
     )
-    config = base_config(a, cache)
     config.data.update(num_samples=n_train + file_size, file_size=file_size, val_files=1, storage_dtype=storage)
     root = generated_root(config.data)
+    reused = (root / "val.txt").exists()  # an earlier --keep run's set: reused, and kept
     spec = GenerationSpec("flatvel-a", n_train + file_size, seed=0, mode="fast", file_size=file_size, val_files=1)
     try:
         t = time.perf_counter()
         gen = generate_dataset(spec, root, batch_size=a.gen_batch, progress=not a.quiet)
         gen_s = time.perf_counter() - t
-        row = train(a, config, mesh, n_train, t0)
+        row = train(a, config, n_train, left, compile_s, step_s)
     finally:
-        if not a.keep:  # only what this run made: --work may be a folder of the user's
+        if not (a.keep or reused):  # only what this run made: --work may be a folder of the user's
             shutil.rmtree(root, ignore_errors=True)
     return {
         **row,
@@ -169,33 +187,32 @@ def run(a: argparse.Namespace) -> dict:
         "gen_probe_models_per_s": rate,
         "gen_s": gen_s,
         "gen_samples_per_s": gen["samples_per_s"],  # None when an earlier run's set (--keep) was reused
+        "step_probe_s": step_s,
+        "step_samples_per_s": config.batch_size / step_s,
+        "compile_probe_s": compile_s,
         "seconds": time.perf_counter() - t0,
         "budget_s": a.budget_s,
     }
 
 
-def train(a: argparse.Namespace, config, mesh, n_train: int, t0: float) -> dict:
-    """Size the run to the budget left, train, evaluate the held-out file; the row's training fields."""
-    left = lambda: a.budget_s - (time.perf_counter() - t0)  # noqa: E731
+def train(a: argparse.Namespace, config, n_train: int, left, compile_s: float, step_s: float) -> dict:
+    """Size the run to the time left, train, evaluate the held-out file; the row's training fields."""
     spe = n_train // config.batch_size
-    compile_s, step_s = probe_step(config, spe, mesh)
-    # What the trainer adds to its steps: its own compiles (train + eval), loading the set onto the
-    # devices (read at ~1 GB/s), and the evaluations (about a third of a train step per batch).
     held_out = config.data.file_size
     load_s = dataset_bytes(n_train + held_out, SPEC, "float32") / 1e9
     evals = 4
-    eval_s = evals * (held_out / config.batch_size + 1) * step_s / 3
+    eval_s = evals * (held_out / config.batch_size + 1) * step_s / 3  # an eval batch: ~1/3 of a train step
     room = left() - 2.5 * compile_s - load_s - eval_s - 0.05 * a.budget_s
-    epochs = min(a.max_epochs, max(1, int(room / step_s) // spe))
-    config.num_epochs = epochs
-    config.eval_every_steps = max(1, epochs * spe // evals)
-    config.log_every_steps = max(1, spe)
-    config.checkpoint_every_steps = epochs * spe
-    print(
-        f"train step: {step_s:.3f} s after a {compile_s:.0f} s compile; {epochs} epoch(s) of {spe} steps "
-        f"fit the {left():.0f} s left",
-        flush=True,
-    )
+    # Whole epochs when they fit, else part of one: never more steps than the time holds.
+    steps = min(a.max_epochs * spe, max(1, int(room / step_s)))
+    if steps >= spe:
+        steps -= steps % spe
+    config.num_train_steps = steps  # the cosine schedule spans exactly these steps
+    config.eval_every_steps = max(1, steps // evals)
+    config.log_every_steps = max(1, min(spe, steps // 4))
+    config.checkpoint_every_steps = steps
+    epochs = steps * config.batch_size / n_train
+    print(f"training {steps} steps ({epochs:.2f} epochs of {spe} steps) in the {left():.0f} s left", flush=True)
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=config.data.cache_dir) as workdir:
         summary = train_and_evaluate(config, workdir)
@@ -207,11 +224,9 @@ def train(a: argparse.Namespace, config, mesh, n_train: int, t0: float) -> dict:
         "dims": config.model.dims,
         "compute_dtype": config.model.compute_dtype,
         "storage_dtype": config.data.storage_dtype,
-        "step_probe_s": step_s,
-        "step_samples_per_s": config.batch_size / step_s,
-        "compile_probe_s": compile_s,
         "epochs": epochs,
         "steps": int(summary["step"]),
+        "interrupted": summary["interrupted"],
         "train_s": train_s,
         "train_samples_per_s": int(summary["step"]) * config.batch_size / train_s,
         **{k: float(val[k]) for k in ("mae_norm", "rmse_norm", "ssim", "mae_ms", "rmse_ms")},
@@ -223,7 +238,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget-s", type=float, default=200.0, help="wall time for the whole part")
     p.add_argument("--samples", type=int, default=24000, help="most training samples to generate")
-    p.add_argument("--gen-share", type=float, default=0.3, help="share of the budget for generation")
+    p.add_argument("--gen-share", type=float, default=0.4, help="share of the time after the probes for data")
     p.add_argument("--gen-batch", type=int, default=256, help="models per solver call")
     p.add_argument("--max-epochs", type=int, default=120, help="at most this many epochs (the reference's 120)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="model compute dtype")
@@ -240,6 +255,7 @@ def main() -> None:
     if a.quick:
         a.samples, a.gen_batch, a.max_epochs = min(a.samples, 88), min(a.gen_batch, 4), min(a.max_epochs, 2)
     a.min_file = 8 if a.quick else 256  # at least one batch of 256 in the held-out file
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through run()'s cleanup
     row = run(a)
     title = (
         f"FlatVel-A in {a.budget_s:.0f} s on {row['device']}: generated (fast solver), InversionNet "

@@ -12,13 +12,16 @@ from pathlib import Path
 # Dense (no sparsity) bfloat16 peak, TFLOP/s, from each vendor's datasheet (SXM / board parts at
 # boost clock). Matched as a case-insensitive substring of `device_kind`, first match wins.
 BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("h200", 989.0),  # NVIDIA H200 datasheet (same tensor cores as H100 SXM)
+    ("h200 nvl", 835.0),  # NVIDIA H200 datasheet, NVL
+    ("h200", 989.0),  # NVIDIA H200 datasheet, SXM (same tensor cores as H100 SXM)
     ("h100 pcie", 756.0),  # NVIDIA H100 datasheet, PCIe
+    ("h100 nvl", 835.0),  # NVIDIA H100 datasheet, NVL
     ("h100", 989.0),  # NVIDIA H100 datasheet, SXM
     ("gh200", 989.0),
     ("b200", 2250.0),  # NVIDIA Blackwell datasheet, dense
     ("a100", 312.0),  # NVIDIA A100 datasheet
     ("l40s", 362.0),  # NVIDIA L40S datasheet
+    ("l40", 181.0),  # NVIDIA L40 datasheet
     ("l4", 121.0),  # NVIDIA L4 datasheet
     ("a10", 125.0),  # NVIDIA A10 datasheet
     ("tpu v6", 918.0),  # Google Cloud TPU v6e (Trillium) documentation
@@ -35,7 +38,7 @@ class DeviceFacts:
     platform: str  # cpu | gpu | tpu
     kind: str
     count: int
-    memory_bytes: int | None  # per device; host RAM for the CPU
+    memory_bytes: int | None  # per device, JAX's allocator limit (75% of it by default); host RAM for the CPU
     bf16_native: bool
     bf16_note: str
     bf16_peak_tflops: float | None  # datasheet dense bf16 peak per device, when known

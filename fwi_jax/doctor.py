@@ -54,13 +54,17 @@ class Report:
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
+    """Release numbers, padded (1.0 == 1.0.0); a pre-release (0.11.0rc1) counts as the release before."""
     parts = []
     for piece in version.split("."):
         digits = re.match(r"\d+", piece)
         if digits is None:
             break
         parts.append(int(digits[0]))
-    return tuple(parts)
+        if digits[0] != piece:  # 0rc1, 0.dev2, ...: below the release
+            parts[-1] -= 1 if re.match(r"\d+(a|b|rc|\.?dev)", piece) else 0
+            break
+    return tuple(parts + [0] * (6 - len(parts)))
 
 
 def requirement_floors() -> dict[str, str]:
@@ -117,11 +121,19 @@ def check_jax(r: Report) -> None:
     except Exception as e:  # a broken jaxlib install
         r.fail("jax import", str(e))
         return
-    devices = jax.devices()
+    try:
+        devices = jax.devices()
+    except Exception as e:  # a plugin that fails to start its device
+        r.fail("backend", f"JAX found no usable device: {str(e).splitlines()[0]}")
+        return
     kinds = sorted({d.device_kind for d in devices})
+    names = (d.metadata["Name"] or "" for d in importlib.metadata.distributions())
+    plugins = sorted({n for n in names if n.startswith(("jax-cuda", "jax_cuda"))})
+    if jax.default_backend() == "cpu" and plugins and "cpu" not in os.environ.get("JAX_PLATFORMS", ""):
+        r.warn("backend", f"{', '.join(plugins)} installed, yet JAX runs on the CPU: check the driver / CUDA libraries")
     r.ok("backend", f"{jax.default_backend()} with {len(devices)} device(s): {', '.join(kinds)}")
     facts = describe(devices)
-    where = "host RAM, shared by the CPU devices" if facts.platform == "cpu" else "per device"
+    where = "host RAM, shared by the CPU devices" if facts.platform == "cpu" else "per device: JAX's allocator limit"
     r.ok("memory", f"{facts.memory_text()} ({where})")
     peak = f"; datasheet dense bf16 peak {facts.bf16_peak_tflops:.0f} TFLOP/s" if facts.bf16_peak_tflops else ""
     r.ok("bfloat16", f"{'native' if facts.bf16_native else 'not native'}: {facts.bf16_note}{peak}")

@@ -33,7 +33,6 @@ step's; device data RSS <= 1.2x its stored size.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -48,6 +47,7 @@ prepare_host(__name__)  # first: huge pages, as `python -m fwi_jax.train` runs; 
 # ruff: noqa: E402
 from _harness import Col, Ratio, child_row, median, print_row, print_table, write_results
 
+from fwi_jax.fileio import read_jsonl
 from fwi_jax.paths import dataset_cache
 
 HERE = Path(__file__).resolve().parent
@@ -189,7 +189,7 @@ def _interval_loop_rates(metrics: Path, evals: list[int], batch_size: int) -> li
     (a window's rate covers the steps since the previous record, train or val: evaluation is left out)."""
     spans = [[0, 0.0] for _ in evals[1:]]  # [steps, seconds] per interval
     previous = 0
-    for record in map(json.loads, metrics.read_text().splitlines()):
+    for record in read_jsonl(metrics):
         step = record["step"]
         if record.get("split") == "train" and step > previous:
             for k, (lo, hi) in enumerate(zip(evals[:-1], evals[1:], strict=True)):

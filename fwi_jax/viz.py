@@ -3,7 +3,6 @@ velocity profiles and training curves; `python -m fwi_jax.viz` makes them from f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +15,7 @@ from fwi_jax.cli import ArgumentParser
 from fwi_jax.data import velocity  # noqa: E402
 from fwi_jax.data.datasets import DatasetSpec  # noqa: E402
 from fwi_jax.data.transforms import denormalize_velocity  # noqa: E402
+from fwi_jax.fileio import atomic_path, check_output_file, read_jsonl  # noqa: E402
 
 
 def save_prediction_grid(
@@ -44,9 +44,13 @@ def save_prediction_grid(
 
 
 def _save(fig, path: str | Path) -> Path:
+    """Written whole or not at all (an interrupted save leaves the old picture), parents created."""
     path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=80, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -100,9 +104,8 @@ def save_velocity_profiles(
 def read_metrics(jsonl: str | Path) -> dict[str, list[dict]]:
     """metrics.jsonl rows by split (a resumed run appends; the last row of a step wins)."""
     rows: dict[str, dict[int, dict]] = {}
-    for line in Path(jsonl).read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
+    for r in read_jsonl(jsonl):  # a torn or malformed line is skipped with a warning
+        if "split" in r and "step" in r:
             rows.setdefault(r["split"], {})[r["step"]] = r
     return {split: [by_step[k] for k in sorted(by_step)] for split, by_step in rows.items()}
 
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument("--out", required=True, help="PNG file to write")
     a = p.parse_args(argv)
     try:
+        check_output_file(a.out, "--out", inputs=(getattr(a, "input", None),), example="picture.png")
         if a.what == "families":
             maps = {name: velocity.generate(name, a.per_family, a.seed) for name in velocity.family_names()}
             out = save_family_grid(a.out, maps)

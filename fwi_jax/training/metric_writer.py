@@ -8,6 +8,8 @@ from pathlib import Path
 
 import jax
 
+from fwi_jax.fileio import repair_jsonl_tail
+
 
 class MetricWriter:
     """JSONL (always) and TensorBoard events (tensorboardX, no TensorFlow) on process 0."""
@@ -17,6 +19,9 @@ class MetricWriter:
         self._tb = None
         if not self.enabled:
             return
+        note = repair_jsonl_tail(workdir / "metrics.jsonl")  # a crash may have torn the last line
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
         if tensorboard:
             try:

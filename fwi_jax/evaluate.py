@@ -20,7 +20,7 @@ from fwi_jax.cli import ArgumentParser
 from fwi_jax.data import pipeline
 from fwi_jax.data.open import open_sources
 from fwi_jax.data.transforms import velocity_unit
-from fwi_jax.fileio import atomic_path, atomic_write_text
+from fwi_jax.fileio import atomic_path, atomic_write_text, check_output_dir
 from fwi_jax.published import published_rows
 
 ROWS = (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"))
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="report folder (default: <workdir>/eval/...)")
     a = p.parse_args(argv)
     try:
+        if a.out:
+            check_output_dir(a.out, "--out", inputs=(a.workdir, a.data_root))
         r = evaluate(a.workdir, a.checkpoint, a.split, a.batch_size, a.data_root, a.out)
     except (ValueError, FileNotFoundError) as e:
         p.exit(2, f"error: {e}\n")

@@ -32,7 +32,7 @@ from fwi_jax import inference, viz
 from fwi_jax.cli import ArgumentParser
 from fwi_jax.cpu_runtime import use_all_cpu_cores
 from fwi_jax.data.sources import map_npy
-from fwi_jax.fileio import atomic_path, atomic_write_text
+from fwi_jax.fileio import atomic_path, atomic_write_text, check_output_file
 from fwi_jax.physics import inversion, openfwi_geometry
 from fwi_jax.physics.inversion import FWISettings
 from fwi_jax.predict import open_input, predict_velocities
@@ -285,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     use_all_cpu_cores()
 
     try:
+        check_output_file(a.out, "--out", inputs=(a.input, a.init, a.truth), example="velocity.npy")
         settings = FWISettings(
             geometry=openfwi_geometry(a.layout), mode=a.mode, misfit=a.misfit, optimizer=a.optimizer,
             iterations=a.iterations, frequencies=parse_frequencies(a.frequencies), vmin=a.vmin, vmax=a.vmax, lr=a.lr,

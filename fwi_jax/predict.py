@@ -21,7 +21,7 @@ from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.pipeline import to_example
 from fwi_jax.data.sources import map_npy
 from fwi_jax.data.transforms import denormalize_velocity
-from fwi_jax.fileio import atomic_path
+from fwi_jax.fileio import atomic_path, check_output_file
 
 
 def open_input(path: str | Path, sample_shape: tuple[int, ...]) -> np.ndarray:
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     a = p.parse_args(argv)
     try:
+        check_output_file(a.out, "--out", inputs=(a.input,), example="velocity.npy")
         r = predict(a.workdir, a.input, a.out, a.checkpoint, a.batch_size)
     except (ValueError, FileNotFoundError) as e:
         p.exit(2, f"error: {e}\n")

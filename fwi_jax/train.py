@@ -11,6 +11,8 @@ dashes or underscores (--coordinator-address or --coordinator_address), as in ev
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -52,8 +54,7 @@ def main(argv: list[str]) -> None:
         config = flags.FLAGS.config
         config.keys()  # the file loads lazily: a missing or broken one fails here
     except OSError as e:
-        lines = str(e).splitlines()
-        raise SystemExit(f"error: {lines[0]}: {lines[-1].strip()}") from None
+        raise _load_failure(sys.argv, str(e)) from None
     use_compilation_cache(config.compilation_cache)
     try:
         summary = train_and_evaluate(config, _WORKDIR.value, take_over_lock=_TAKE_OVER_LOCK.value)
@@ -80,22 +81,47 @@ def jax_process_index() -> int:
     return jax.process_index()
 
 
+def _config_arg(argv: list[str]) -> str:
+    config = next((a.split("=", 1)[-1] for a in argv if a.startswith("--config=")), None)
+    return config or next((b for a, b in zip(argv, argv[1:], strict=False) if a == "--config"), "--config")
+
+
+def _load_failure(argv: list[str], error: str) -> SystemExit:
+    """One line naming the config argument and what went wrong (the config library wraps an error
+    that get_config raises, or an import that fails, in a traceback: its last line says what)."""
+    last = ([line.strip() for line in error.strip().splitlines() if line.strip()] or ["unknown error"])[-1]
+    path = _config_arg(argv).split(":")[0]
+    if "No such file or directory" in last and not Path(path).is_file():
+        here = sorted(p.name for p in Path("configs").glob("*.py")) if Path("configs").is_dir() else []
+        listed = f" (configs/ holds {', '.join(here)})" if here else ""
+        return SystemExit(f"error: the config file {path} does not exist{listed}")
+    return SystemExit(f"error: the config {_config_arg(argv)} failed to load: {last}")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl parsing, with config mistakes (a typo'd field, a bad value) as one-line errors."""
+    """absl parsing, with config mistakes (a typo'd field, a bad value, a variant that does not exist, a
+    config file that fails to import) as one-line errors."""
     try:
         return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        msg = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
-        key = re.match(r"'?(\w+)'", msg)
-        culprit = [a.split("=")[0] for a in argv if key and a.startswith("--config.") and f".{key.group(1)}" in a]
-        where = f"{culprit[0]}: " if culprit else ""
-        raise SystemExit(f"error: {where}{msg}\n(fields are listed in the config file; see --helpfull)") from None
+    except flags.Error as e:
+        if "Error whilst parsing config file" in str(e) or "Failed loading config file" in str(e):
+            raise _load_failure(argv, str(e)) from None
+        raise _field_error(argv, e) from None
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise _field_error(argv, e) from None
     except SyntaxError as e:  # the config file itself
         raise SystemExit(f"error: {e.filename}:{e.lineno}: syntax error in the config file: {e.msg}") from None
-    except Exception as e:  # get_config raised
-        config = next((a.split("=", 1)[-1] for a in argv if a.startswith("--config=")), None)
-        config = config or next((b for a, b in zip(argv, argv[1:], strict=False) if a == "--config"), "--config")
-        raise SystemExit(f"error: the config {config} failed to load: {type(e).__name__}: {e}") from None
+    except Exception as e:  # get_config raised, or the file imports what is not there
+        raise _load_failure(argv, f"{type(e).__name__}: {e}") from None
+
+
+def _field_error(argv: list[str], e: Exception) -> SystemExit:
+    """A typo'd field or a bad value: the flag named, and where the fields are listed."""
+    msg = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+    key = re.match(r"'?(\w+)'", msg)
+    culprit = [a.split("=")[0] for a in argv if key and a.startswith("--config.") and f".{key.group(1)}" in a]
+    where = f"{culprit[0]}: " if culprit else ""
+    return SystemExit(f"error: {where}{msg}\n(fields are listed in the config file; see --helpfull)")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 from fwi_jax.cli import ArgumentParser
 from fwi_jax.cpu_runtime import use_all_cpu_cores
 from fwi_jax.data import velocity
-from fwi_jax.fileio import atomic_path, atomic_write_text
+from fwi_jax.fileio import atomic_path, atomic_write_text, check_output_dir
 from fwi_jax.physics import forward, openfwi_geometry
 
 MANIFEST = "generation.json"
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     use_all_cpu_cores()
     spec = GenerationSpec(args.family, args.num, args.seed, args.mode, args.file_size, args.layout, args.val_files)
     try:
+        check_output_dir(args.out, "--out")
         summary = generate_dataset(spec, args.out, batch_size=args.batch_size)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")

@@ -96,7 +96,7 @@ def _iterate(steps: range, load: Callable[[int], dict], num_threads: int, prefet
     grain = _grain()
     if grain is None:
         if num_workers > 0:
-            raise ModuleNotFoundError(
+            raise ValueError(  # a setting that this install cannot run: the trainer's one-line errors
                 f"data.num_workers={num_workers} needs grain, which is not installed: pip install grain "
                 "(offline: carry its wheel, README 'On an accelerator image'), or set --config.data.num_workers=0"
             )

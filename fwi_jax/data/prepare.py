@@ -25,7 +25,7 @@ from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import DatasetSpec, get_dataset
 from fwi_jax.data.generate import MANIFEST as GENERATION_MANIFEST
 from fwi_jax.data.sources import open_npy, scan_pairs
-from fwi_jax.fileio import atomic_write_text
+from fwi_jax.fileio import atomic_write_text, check_output_dir
 
 MANIFEST = "fwi_jax_prepare.json"
 _CHUNK_BYTES = 64 << 20  # finiteness is checked in 64 MB slices: flat memory for 700 MB files
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2, help="files checked in parallel")
     a = p.parse_args(argv)
     try:
+        if a.out:  # ROOT itself is the default
+            check_output_dir(a.out, "--out")
         r = prepare(a.dataset, a.root, a.out, a.train_fraction, not a.quick, a.workers)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         p.exit(2, f"error: {e}\n")

@@ -23,6 +23,7 @@ from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import DATASETS, DatasetSpec, get_dataset
 from fwi_jax.data.sources import open_npy, read_sample, read_split
 from fwi_jax.data.tfds_source import VERSION, TFDSSource
+from fwi_jax.fileio import check_output_dir
 
 __all__ = ["Openfwi", "TFDSSource", "build", "main"]
 
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="> 1: parallel build with Apache Beam's DirectRunner")
     a = p.parse_args(argv)
     try:
+        check_output_dir(a.data_dir, "--data-dir", inputs=(a.manual_dir,))
         out = build(a.dataset, a.manual_dir, a.data_dir, a.workers)
     except (ValueError, FileNotFoundError, ImportError) as e:
         p.exit(2, f"error: {e}\n")

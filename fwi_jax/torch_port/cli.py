@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fwi_jax.cli import ArgumentParser
+from fwi_jax.fileio import check_output_dir, check_output_file
 from fwi_jax.torch_port.checkpoints import export_state_dict, import_state_dict
 from fwi_jax.torch_port.pth import load_pth, save_pth
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     try:
         if a.cmd == "import":
+            check_output_dir(a.workdir, "--workdir", inputs=(a.pth, a.critic))
             critic = load_pth(a.critic) if a.critic else None
             out = import_state_dict(load_pth(a.pth), a.dataset, a.workdir, a.dims, critic_state_dict=critic)
             print(
@@ -34,6 +36,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"--data-root DATASET_DIR, or predict with python -m fwi_jax.predict --workdir {out} ..."
             )
         else:
+            check_output_file(a.out, "--out", inputs=(a.workdir,), example="model.pth")
+            if a.critic_out:
+                check_output_file(a.critic_out, "--critic-out", inputs=(a.workdir, a.out), example="critic.pth")
             sd = export_state_dict(a.workdir, a.checkpoint)
             save_pth(sd, a.out)
             print(f"wrote {a.out} ({len(sd)} tensors): model.load_state_dict(torch.load(path)) in the reference")

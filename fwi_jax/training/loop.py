@@ -24,6 +24,7 @@ from fwi_jax.data.device import DeviceBatches
 from fwi_jax.data.open import open_sources
 from fwi_jax.data.transfer import DevicePrefetch
 from fwi_jax.data.transforms import velocity_unit
+from fwi_jax.fileio import check_output_dir
 from fwi_jax.training import guards
 from fwi_jax.training.runlog import RunLog
 from fwi_jax.training.steps import Steps, TrainState, make_steps, restore_or_init, total_steps
@@ -124,7 +125,7 @@ def train_and_evaluate(
 
     Library code leaves JAX's global settings alone: the persistent compilation cache
     (``config.compilation_cache``) is set by the entry point (`fwi_jax.train`)."""
-    workdir = Path(workdir).expanduser().absolute()
+    workdir = check_output_dir(workdir, "--workdir")
     workdir.mkdir(parents=True, exist_ok=True)
     with WorkdirLock(workdir, take_over=take_over_lock):
         return _train_and_evaluate(config, workdir)

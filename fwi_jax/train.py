@@ -17,7 +17,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fwi_jax import paths
+from fwi_jax import distributed, paths, supervisor
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.", required=True)
 config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Config file (path[:arg]).", lock_config=True)
@@ -27,10 +27,27 @@ _DISTRIBUTED = flags.DEFINE_enum(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (--distributed=explicit).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (--distributed=explicit).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's id (--distributed=explicit).")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout",
+    distributed.HEARTBEAT_TIMEOUT_S,
+    "Seconds without a peer's heartbeat before a multi-process run stops (JAX: 100).",
+)
+_SHUTDOWN_TIMEOUT = flags.DEFINE_integer(
+    "shutdown_timeout",
+    distributed.SHUTDOWN_TIMEOUT_S,
+    "Seconds a finished process waits for its peers at exit (JAX: 300).",
+)
 _TAKE_OVER_LOCK = flags.DEFINE_bool(
     "take_over_lock", False, "Take over the workdir's lock left by a run on another host that is gone."
 )
-for _name in ("coordinator_address", "num_processes", "process_id", "take_over_lock"):  # fwi_jax.cli's flag style
+for _name in (
+    "coordinator_address",
+    "num_processes",
+    "process_id",
+    "heartbeat_timeout",
+    "shutdown_timeout",
+    "take_over_lock",
+):  # fwi_jax.cli's flag style
     flags.DEFINE_alias(_name.replace("_", "-"), _name)
 
 
@@ -41,10 +58,14 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     # JAX-importing modules load here, not at the top: the huge-pages re-exec in __main__ comes first, so
     # JAX is imported once, by the restarted process (tests/test_repo.py allows only such entry-point imports).
-    from fwi_jax import distributed
-
+    runtime = (_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:
-        distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        distributed.check(*runtime)
+        if _DISTRIBUTED.value != "off" and not supervisor.supervised():  # a lost peer as one line
+            raise SystemExit(
+                supervisor.run(_PROCESS_ID.value, _NUM_PROCESSES.value, _HEARTBEAT_TIMEOUT.value, _WORKDIR.value)
+            )
+        distributed.initialize(*runtime, _HEARTBEAT_TIMEOUT.value, _SHUTDOWN_TIMEOUT.value)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     from fwi_jax.metrics import describe

@@ -1,5 +1,7 @@
 """Normalization, memory-mapped sources, split files and the grain pipeline, on small files."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from fwi_jax import parallel
 from fwi_jax.data import pipeline
 from fwi_jax.data.datasets import DATASETS, get_dataset
 from fwi_jax.data.device import DeviceBatches
-from fwi_jax.data.sources import OpenFWISource, read_split
+from fwi_jax.data.sources import DataFileChanged, OpenFWISource, read_split
 from fwi_jax.data.transforms import (
     denormalize_velocity,
     log_transform,
@@ -90,6 +92,31 @@ def test_corrupt_truncated_and_mismatched_files_are_named(tmp_path):
     np.save(tmp_path / "data" / "data1.npy", np.zeros((3, 5, 1000, 70), np.float32))
     with pytest.raises(ValueError, match="holds 3 samples but .*model1.npy holds 2"):
         OpenFWISource(read_split(tmp_path / "s.txt"), SPEC)
+
+
+def test_a_file_that_changes_under_a_reader_is_named_never_a_sigbus(tmp_path):
+    """Truncated, rewritten in place, replaced or removed after opening: one error naming the file."""
+    (tmp_path / "s.txt").write_text(write_pair(tmp_path, 1, 3))
+    path = tmp_path / "data" / "data1.npy"
+    raw = path.read_bytes()
+    cases = {
+        "truncated to 1000 bytes": lambda: os.truncate(path, 1000),
+        "rewritten in place": lambda: (path.write_bytes(raw[::-1]), os.utime(path, ns=(1, 1))),
+        "replaced by another file": lambda: (
+            (tmp_path / "new.npy").write_bytes(raw),
+            os.replace(tmp_path / "new.npy", path),
+        ),
+        "removed": lambda: path.unlink(),
+    }
+    for what, change in cases.items():
+        path.write_bytes(raw)
+        source = OpenFWISource(read_split(tmp_path / "s.txt"), SPEC)
+        np.testing.assert_array_equal(source[2][0], np.load(path)[2])
+        change()
+        with pytest.raises(
+            DataFileChanged, match=rf"data1.npy changed while the run read it \({what}; it had {len(raw)} bytes"
+        ):
+            source[1]
 
 
 def test_nan_sample_is_named(tmp_path):

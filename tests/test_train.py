@@ -387,6 +387,43 @@ def test_nan_loss_stops_training_naming_the_step(cache_dir, tmp_path, monkeypatc
         train_and_evaluate(smoke_config(cache_dir), tmp_path)
 
 
+def test_a_data_file_truncated_mid_run_is_named_and_the_rerun_resumes(cache_dir, tmp_path, monkeypatch, capsys):
+    """Truncated while a host-placement run reads it (after step 2's checkpoint): one error naming
+    the file and the intact checkpoint; with the file restored the same run resumes there and finishes."""
+    generated = Path(open_sources(smoke_config(cache_dir))[0].files[0][0]).parent.parent
+    shutil.copytree(generated, tmp_path / "data")
+    seis = tmp_path / "data" / Path(open_sources(smoke_config(cache_dir))[0].files[0][0]).relative_to(generated)
+    good = seis.read_bytes()
+    config = smoke_config(  # 16 steps: up to ~6 batches are read ahead, so later ones meet the truncated file
+        cache_dir,
+        num_train_steps=16,
+        checkpoint_every_steps=2,
+        eval_every_steps=8,
+        **{"data.source": "openfwi", "data.root": str(tmp_path / "data")},
+    )
+    save = loop.Saver.save
+
+    def save_then_truncate(self, step, state, force=False):
+        save(self, step, state, force)
+        if step == 2:
+            os.truncate(seis, 4096)
+
+    monkeypatch.setattr(loop.Saver, "save", save_then_truncate)
+    expected = (
+        rf"{seis} changed while the run read it \(truncated to 4096 bytes; it had {len(good)} bytes when opened\)\. "
+        r"The checkpoints are intact \(last: step (\d+)\); restore the file \(or regenerate the dataset\), then rerun"
+    )
+    with pytest.raises(OSError, match=expected) as e:  # batches read ahead before the cut still train and save
+        train_and_evaluate(config, tmp_path / "run")
+    intact = int(re.search(expected, str(e.value)).group(1))
+    assert 2 <= intact < 16
+    monkeypatch.undo()
+    seis.write_bytes(good)
+    capsys.readouterr()
+    assert train_and_evaluate(config, tmp_path / "run")["step"] == 16
+    assert f"at step {intact}\n" in capsys.readouterr().out  # resumed from the checkpoint the error named
+
+
 def test_nan_in_the_training_data_is_found_on_the_devices_and_named(cache_dir, tmp_path):
     """The host reads raw bytes only; the step flags NaN / inf and the run names the sample."""
     config = smoke_config(cache_dir, num_train_steps=3, checkpoint_every_steps=100)

@@ -1,13 +1,17 @@
-"""Random-access sources of OpenFWI (seismic, velocity) pairs, memory-mapped per sample.
+"""Random-access sources of OpenFWI (seismic, velocity) pairs, read one sample at a time.
 
 Two on-disk naming schemes exist: Vel / Style datasets use ``data/dataN.npy`` + ``model/modelN.npy``;
 Fault datasets use ``seisX_Y_Z.npy`` + ``velX_Y_Z.npy`` (paired by their shared suffix). Both are
-read the same way: one sample per read from a memory map, whose pages are handed back to the OS
-right after the copy, so resident memory stays flat however many files or epochs are read.
+read the same way: the header checked once through a memory map, then one sample per ``pread`` from
+an open descriptor, which maps nothing into the process (resident memory stays flat however many
+files or epochs are read) and turns a file truncated mid-run into a short read, not a SIGBUS. Each
+read also checks that the file is still the one opened (size, modification time, inode): a file
+that changed under a run is one error naming it (`DataFileChanged`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
@@ -99,10 +103,66 @@ def scan_pairs(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[P
     return sorted(pairs, key=lambda p: natural_key(p[0])), unpaired, scheme
 
 
-class OpenFWISource:
-    """(seismic (S, T, R), velocity (1, H, W)) float32 pairs, one memory-mapped sample per read.
+class DataFileChanged(OSError):
+    """A data file was truncated, rewritten, replaced or removed while a run read it."""
 
-    Picklable (grain worker processes reopen the maps from the paths).
+
+class SampleFile:
+    """An (N, *sample) float32 .npy read one sample per ``pread``; checked on every read to be the file
+    that was opened."""
+
+    def __init__(self, path: Path, sample_shape: tuple[int, ...]):
+        arr = open_npy(path, sample_shape)  # every format problem, named
+        self.path, self.shape, self.count, self.offset = path, tuple(sample_shape), len(arr), int(arr.offset)
+        if not arr.flags.c_contiguous:
+            raise ValueError(
+                f"{path} is stored in Fortran order; rewrite it with np.save(path, np.ascontiguousarray(a))"
+            )
+        del arr
+        self.sample_bytes = int(np.prod(sample_shape)) * 4
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        st = os.fstat(self._fd)
+        self._identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _changed(self, what: str) -> DataFileChanged:
+        size = self._identity[2]
+        return DataFileChanged(f"{self.path} changed while the run read it ({what}; it had {size} bytes when opened)")
+
+    def read(self, i: int) -> np.ndarray:
+        st = os.fstat(self._fd)
+        if st.st_size < self._identity[2]:
+            raise self._changed(f"truncated to {st.st_size} bytes")
+        if (st.st_size, st.st_mtime_ns) != self._identity[2:]:
+            raise self._changed("rewritten in place")
+        out = np.empty(self.shape, np.float32)
+        got = os.preadv(self._fd, [out], self.offset + i * self.sample_bytes)
+        if got != self.sample_bytes:  # truncated between the check and the read
+            raise self._changed(f"truncated: sample {i} read {got} of {self.sample_bytes} bytes")
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            raise self._changed("removed") from None
+        if (now.st_dev, now.st_ino) != self._identity[:2]:
+            raise self._changed("replaced by another file")
+        return out
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit `os` may be gone already
+            self.close()
+
+
+class OpenFWISource:
+    """(seismic (S, T, R), velocity (1, H, W)) float32 pairs, one ``pread`` per array and sample.
+
+    Picklable (grain worker processes reopen the files from the paths).
     """
 
     def __init__(self, pairs: list[tuple[Path, Path]], spec: DatasetSpec):
@@ -113,8 +173,8 @@ class OpenFWISource:
     def _open_all(self) -> None:
         self._data, self._model, counts = [], [], []
         for seis_path, vel_path in self.files:
-            seis = open_npy(seis_path, self.spec.seismic_shape)
-            vel = open_npy(vel_path, self.spec.velocity_shape)
+            seis = SampleFile(seis_path, self.spec.seismic_shape)
+            vel = SampleFile(vel_path, self.spec.velocity_shape)
             if len(seis) != len(vel):
                 raise ValueError(f"{seis_path} holds {len(seis)} samples but {vel_path} holds {len(vel)}")
             self._data.append(seis)
@@ -144,7 +204,7 @@ class OpenFWISource:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         f, i = self.locate(int(index))
-        return read_sample(self._data[f], i), read_sample(self._model[f], i)
+        return self._data[f].read(i), self._model[f].read(i)
 
 
 def read_sample(arr: np.memmap, i: int) -> np.ndarray:

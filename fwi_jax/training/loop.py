@@ -22,6 +22,7 @@ from fwi_jax.config import config_to_json
 from fwi_jax.data import pipeline
 from fwi_jax.data.device import DeviceBatches
 from fwi_jax.data.open import open_sources
+from fwi_jax.data.sources import DataFileChanged
 from fwi_jax.data.transfer import DevicePrefetch
 from fwi_jax.data.transforms import velocity_unit
 from fwi_jax.fileio import check_output_dir
@@ -157,29 +158,36 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
         cleanup.callback(train.close)
         stop = cleanup.enter_context(StopFlag())
         best_loss, step = ckpt.resume_best(start), start
-        for step in range(start + 1, plan.total_steps + 1):
-            state, m = train.step(state, *train.inputs())
-            log.record(m)
-            last = step == plan.total_steps
-            evaluating, saving = step % plan.eval_every == 0 or last, step % config.checkpoint_every_steps == 0
-            # Every step that evaluates or saves is checked for non-finite values first: no NaN is ever saved.
-            if step % config.log_every_steps == 0 or last or evaluating or saving or stop.signum is not None:
-                window = log.take_window()
-                guards.check_window(window, step - len(window) + 1, ckpt.latest_step(), name_bad_inputs)
-                log.train(step, window)  # finite: written before the whole state's check, as a record
-                guards.check_state(bool(steps.finite(state)), step, ckpt.latest_step())
-            if evaluating:
-                val = evaluate(state, val_src, steps, plan.eval_batch_size, config.data)
-                val["loss"] = steps.objective.validation_loss(val)
-                guards.check_metrics(val, step, "validation metrics", ckpt.latest_step())
-                log.val(step, val)
-                if val["loss"] < best_loss:
-                    best_loss = val["loss"]
-                    saver.keep_best(step, state, val["loss"])
-            if saving:
-                saver.save(step, state)
-            if stop.signum is not None:
-                break
+        try:
+            for step in range(start + 1, plan.total_steps + 1):
+                state, m = train.step(state, *train.inputs())
+                log.record(m)
+                last = step == plan.total_steps
+                evaluating, saving = step % plan.eval_every == 0 or last, step % config.checkpoint_every_steps == 0
+                # Every step that evaluates or saves is checked for non-finite values first: no NaN is ever saved.
+                if step % config.log_every_steps == 0 or last or evaluating or saving or stop.signum is not None:
+                    window = log.take_window()
+                    guards.check_window(window, step - len(window) + 1, ckpt.latest_step(), name_bad_inputs)
+                    log.train(step, window)  # finite: written before the whole state's check, as a record
+                    guards.check_state(bool(steps.finite(state)), step, ckpt.latest_step())
+                if evaluating:
+                    val = evaluate(state, val_src, steps, plan.eval_batch_size, config.data)
+                    val["loss"] = steps.objective.validation_loss(val)
+                    guards.check_metrics(val, step, "validation metrics", ckpt.latest_step())
+                    log.val(step, val)
+                    if val["loss"] < best_loss:
+                        best_loss = val["loss"]
+                        saver.keep_best(step, state, val["loss"])
+                if saving:
+                    saver.save(step, state)
+                if stop.signum is not None:
+                    break
+        except DataFileChanged as e:  # nothing of this step is saved; the checkpoints on disk are whole
+            ckpt.wait()
+            raise DataFileChanged(
+                f"{e}. The checkpoints are intact (last: step {ckpt.latest_step()}); restore the file (or regenerate "
+                "the dataset), then rerun the same command to resume"
+            ) from None
         saver.save(step, state, force=True)
         ckpt.wait()
         if stop.name:

@@ -16,6 +16,7 @@ def default_config() -> ml_collections.ConfigDict:
     """The OpenFWI reference recipe for InversionNet (train.py defaults), on real OpenFWI data."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.init_from = ""  # fine-tuning: WORKDIR[@best|latest|STEP] or a .pth (fwi_jax.training.finetune)
     c.model = ml_collections.ConfigDict(
         dict(
             name="inversionnet",
@@ -54,6 +55,7 @@ def default_config() -> ml_collections.ConfigDict:
         dict(
             lr=1e-4,  # OpenFWI -lr (global batch; the reference multiplies by its GPU count)
             weight_decay=1e-4,  # OpenFWI -wd, applied to all parameters as torch AdamW
+            freeze="none",  # none | encoder | decoder | module path prefixes (encoder/convblock1,...): no update
             b1=0.9,
             b2=0.999,
             eps=1e-8,
@@ -193,6 +195,7 @@ RESUME_KEYS = (
     "seed",
     "batch_size",
     "loss.objective",
+    "optim.freeze",  # the optimizer state's structure
 )
 
 

@@ -26,7 +26,7 @@ from fwi_jax.data.sources import DataFileChanged
 from fwi_jax.data.transfer import DevicePrefetch
 from fwi_jax.data.transforms import velocity_unit
 from fwi_jax.fileio import check_output_dir
-from fwi_jax.training import guards
+from fwi_jax.training import finetune, freeze, guards
 from fwi_jax.training.runlog import RunLog
 from fwi_jax.training.steps import Steps, TrainState, make_steps, restore_or_init, total_steps
 from fwi_jax.training.stop_flag import StopFlag
@@ -142,15 +142,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
     # save's cross-process barrier racing the next save's), and the final save must complete on all processes.
     async_save = config.async_checkpoints and jax.process_count() == 1
     ckpt = Checkpointer(workdir, keep=config.keep_checkpoints, async_save=async_save)
-    state, start = restore_or_init(ckpt, steps, config=config)
+    state, start, pretrained = _start(config, ckpt, steps)
     saver = Saver(ckpt, {**config_to_json(config), "normalization": spec.normalization()})
-    if start:
-        print(f"resumed from {ckpt.directory} at step {start}")
 
     with contextlib.ExitStack() as cleanup:  # close files and the manager on errors too
         cleanup.callback(ckpt.close)
         log = RunLog.of(workdir, config, plan.steps_per_epoch, plan.total_steps, start)
         cleanup.callback(log.close)
+        if pretrained is not None:
+            log.writer.write(0, "init_from", pretrained)
         name_bad_inputs = None  # device-resident data are checked as they load
         if config.data.placement == "host":
             name_bad_inputs = functools.partial(pipeline.named_nonfinite, train_src, config.batch_size, config.seed)
@@ -208,6 +208,29 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
         "steps_per_epoch": plan.steps_per_epoch,
         "total_steps": plan.total_steps,
     }
+
+
+def _start(config: ml_collections.ConfigDict, ckpt: Checkpointer, steps: Steps) -> tuple[TrainState, int, dict | None]:
+    """(state, next step, the fine-tuning source's record or None): the run's own latest checkpoint, else
+    ``init_from``'s weights (a new fine-tuning run), else a fresh state."""
+    pretrained = None
+    if config.init_from and ckpt.latest_step() is None:  # a resumed fine-tuning run never rereads the source
+        pretrained = finetune.load(config.init_from, steps)
+        finetune.warn_normalization(pretrained, steps.spec.normalization())
+        state, start = finetune.initial_state(steps, pretrained), 0
+    else:
+        state, start = restore_or_init(ckpt, steps, config=config)
+    if start:
+        print(f"resumed from {ckpt.directory} at step {start}")
+    trainable, frozen = freeze.count(state.params, steps.frozen)
+    if pretrained is not None or frozen:
+        source = f"initialized from {pretrained.label}; " if pretrained else ""
+        total = trainable + frozen
+        print(f"{source}training {trainable:,} of {total:,} parameters (optim.freeze={config.optim.freeze})")
+    record = None
+    if pretrained is not None:
+        record = {"source": pretrained.label, "trainable_params": trainable, "frozen_params": frozen}
+    return state, start, record
 
 
 @dataclasses.dataclass(frozen=True)

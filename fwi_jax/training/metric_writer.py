@@ -43,7 +43,8 @@ class MetricWriter:
             self._jsonl.flush()
             if self._tb is not None:
                 for k, v in values.items():
-                    self._tb.add_scalar(f"{split}/{k}", v, step)
+                    if isinstance(v, int | float):  # text (a fine-tuning source) goes to the JSONL only
+                        self._tb.add_scalar(f"{split}/{k}", v, step)
         except OSError as e:
             raise OSError(
                 e.errno,

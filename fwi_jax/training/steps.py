@@ -27,6 +27,7 @@ from fwi_jax.config import check_resume_compatible
 from fwi_jax.data.datasets import DatasetSpec
 from fwi_jax.data.transforms import prepare_batch
 from fwi_jax.models import build_model
+from fwi_jax.training import freeze
 from fwi_jax.training.objectives import Objective, make_objective
 
 # fold_in stream of the objective's initialization: above any step number, so no step key repeats it.
@@ -74,8 +75,10 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
 
 
 def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """AdamW (torch's semantics); parameters under ``optim.freeze`` get no update and no decay."""
     o = config.optim
-    return optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+    tx = optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+    return freeze.masked_optimizer(tx, freeze.prefixes(o.freeze))
 
 
 def model_from_config(config: ml_collections.ConfigDict, spec: DatasetSpec) -> nn.Module:
@@ -120,11 +123,20 @@ def _network_update(state: TrainState, batch: dict, tx, objective: Objective) ->
 
 
 def train_step(
-    state: TrainState, batch: dict, *, tx, objective: Objective, schedule, spec: DatasetSpec
+    state: TrainState,
+    batch: dict,
+    *,
+    tx,
+    objective: Objective,
+    schedule,
+    spec: DatasetSpec,
+    frozen: tuple[str, ...] = (),
 ) -> tuple[TrainState, dict]:
     """One step on a global batch (raw from the host or normalized on the devices): the objective's
     own update, then the network's (on every `objective.update_every`-th step). BatchNorm
-    statistics span the whole batch. ``inputs_finite`` 0 flags NaN / inf in the raw inputs."""
+    statistics span the whole batch, except those of ``frozen`` modules, which stay as they were.
+    ``inputs_finite`` 0 flags NaN / inf in the raw inputs."""
+    statistics_before = state.batch_stats
     batch, inputs_finite = prepare_batch(batch, spec)
     rng, lr = jax.random.fold_in(state.rng, state.step), schedule(state.step)
     objective_state, batch_stats, objective_metrics = objective.update_state(
@@ -143,6 +155,7 @@ def train_step(
         state, grad_norm = jax.lax.cond(due, update, lambda s: (s, jnp.zeros((), jnp.float32)), state)
         metrics = {"grad_norm": grad_norm, "network_updated": due.astype(jnp.float32)}
     metrics = {**metrics, **objective_metrics, "lr": lr, "inputs_finite": inputs_finite.astype(jnp.float32)}
+    state = state.replace(batch_stats=freeze.keep_frozen_statistics(state.batch_stats, statistics_before, frozen))
     # The run log stops the run on a 0 here: parameters follow from finite losses and gradients, the
     # running statistics and the objective's state are checked directly (they can go bad alone).
     finite = _all_finite((metrics, state.batch_stats, state.objective_state))
@@ -184,6 +197,7 @@ class Steps:
     eval: Callable[[TrainState, dict], dict]
     predict: Callable[[TrainState, jax.Array], jax.Array]
     finite: Callable[[TrainState], jax.Array]  # every float in the state is finite (run before each save)
+    frozen: tuple[str, ...] = ()  # optim.freeze's module path prefixes
 
     def _init_fn(self) -> Callable[[], TrainState]:
         return functools.partial(init_state, self.model, self.tx, self.objective, self.seed, self.spec)
@@ -196,7 +210,7 @@ class Steps:
         """The train step with its batch made inside it from the training split on the devices:
         ``(state, seismic, velocity) -> train(state, make_batch(state.step, seismic, velocity))``, both sharded
         over the batch axis (device placement's step: nothing comes from the host per step)."""
-        step = _bound_train_step(self.tx, self.objective, self.schedule, self.spec)
+        step = _bound_train_step(self.tx, self.objective, self.schedule, self.spec, self.frozen)
 
         def fused(state: TrainState, seismic: jax.Array, velocity: jax.Array) -> tuple[TrainState, dict]:
             return step(state, make_batch(state.step, seismic, velocity))
@@ -218,18 +232,22 @@ def make_steps(config: ml_collections.ConfigDict, spec: DatasetSpec, mesh: Mesh,
     schedule = learning_rate_schedule(config, steps_per_epoch)
     tx = make_optimizer(config, schedule)
     objective = make_objective(config, model, spec)
+    frozen = freeze.prefixes(config.optim.freeze)
+    if frozen:
+        abstract = jax.eval_shape(functools.partial(init_state, model, tx, objective, int(config.seed), spec))
+        freeze.check(abstract.params, config.optim.freeze)
     repl, batch = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    train = _jit_train(_bound_train_step(tx, objective, schedule, spec), mesh, inputs=1)
+    train = _jit_train(_bound_train_step(tx, objective, schedule, spec, frozen), mesh, inputs=1)
     evaluate = jax.jit(
         functools.partial(eval_step, model=model, spec=spec), in_shardings=(repl, batch), out_shardings=repl
     )
     predict = jax.jit(functools.partial(predict_step, model=model), in_shardings=(repl, batch), out_shardings=repl)
     finite = jax.jit(_all_finite, in_shardings=(repl,))
-    return Steps(model, tx, schedule, objective, spec, int(config.seed), mesh, train, evaluate, predict, finite)
+    return Steps(model, tx, schedule, objective, spec, int(config.seed), mesh, train, evaluate, predict, finite, frozen)
 
 
-def _bound_train_step(tx, objective: Objective, schedule, spec: DatasetSpec) -> Callable:
-    return functools.partial(train_step, tx=tx, objective=objective, schedule=schedule, spec=spec)
+def _bound_train_step(tx, objective: Objective, schedule, spec: DatasetSpec, frozen: tuple[str, ...] = ()) -> Callable:
+    return functools.partial(train_step, tx=tx, objective=objective, schedule=schedule, spec=spec, frozen=frozen)
 
 
 def _jit_train(fn: Callable, mesh: Mesh, inputs: int) -> Callable[..., tuple[TrainState, dict]]:

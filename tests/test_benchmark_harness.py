@@ -124,7 +124,7 @@ def test_accelerator_quick_runs_every_part_and_reports_as_it_goes(tmp_path):
     # One CPU device, as a user's machine has (the parts choose their own device counts).
     flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
     env = dict(os.environ, XLA_FLAGS=flags)
-    cmd = [sys.executable, str(BENCH / "accelerator.py"), "--quick", "--budget-s", "1500", "--out", str(tmp_path)]
+    cmd = [sys.executable, str(BENCH / "accelerator.py"), "--quick", "--budget-s", "800", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     summary = json.loads((tmp_path / "accelerator.json").read_text())

@@ -22,6 +22,7 @@ import numpy as np
 from fwi_jax import inference, parallel
 from fwi_jax.torch_port.keymap import state_dict_to_variables
 from fwi_jax.torch_port.pth import load_pth
+from fwi_jax.training.freeze import path_name
 from fwi_jax.training.steps import Steps, TrainState
 
 
@@ -74,8 +75,8 @@ def load(source: str, steps: Steps) -> Pretrained:
 
 def check_shapes(source: dict, expected: dict, name: str) -> None:
     """One error listing every layer whose shape differs, or that only one side has."""
-    got = {_path(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(source)}
-    want = {_path(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(expected)}
+    got = {path_name(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(source)}
+    want = {path_name(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(expected)}
     rows = [f"{p}: source {got[p]}, expected {want[p]}" for p in sorted(got.keys() & want.keys()) if got[p] != want[p]]
     rows += [f"{p}: source {got[p]}, not in this model" for p in sorted(got.keys() - want.keys())]
     rows += [f"{p}: not in the source, expected {want[p]}" for p in sorted(want.keys() - got.keys())]
@@ -84,10 +85,6 @@ def check_shapes(source: dict, expected: dict, name: str) -> None:
             f"init_from={name} does not fit this run's model ({len(rows)} layer(s); check model.dims, model.name "
             "and the dataset's geometry):\n  " + "\n  ".join(rows)
         )
-
-
-def _path(keys) -> str:
-    return "/".join(str(getattr(k, "key", k)) for k in keys)
 
 
 def warn_normalization(pretrained: Pretrained, normalization: dict) -> None:

@@ -22,13 +22,14 @@ def prefixes(setting: str) -> tuple[str, ...]:
     return tuple(p.strip().strip("/") for p in setting.split(",") if p.strip())
 
 
-def _path(keys) -> str:
+def path_name(keys) -> str:
+    """A pytree leaf's key path as ``encoder/convblock1/Conv_0/kernel``."""
     return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in keys)
 
 
 def frozen_mask(tree: Any, frozen: tuple[str, ...]) -> Any:
     """A tree of bools like ``tree``: True where a leaf's path starts with a frozen prefix."""
-    return jax.tree_util.tree_map_with_path(lambda keys, _: any(_under(_path(keys), p) for p in frozen), tree)
+    return jax.tree_util.tree_map_with_path(lambda keys, _: any(_under(path_name(keys), p) for p in frozen), tree)
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -38,7 +39,7 @@ def _under(path: str, prefix: str) -> bool:
 def check(params: Mapping, setting: str) -> tuple[str, ...]:
     """The prefixes of ``setting``, each matching at least one parameter, else one error listing the modules."""
     frozen = prefixes(setting)
-    paths = [_path(keys) for keys, _ in jax.tree_util.tree_leaves_with_path(params)]
+    paths = [path_name(keys) for keys, _ in jax.tree_util.tree_leaves_with_path(params)]
     unknown = [p for p in frozen if not any(_under(path, p) for path in paths)]
     if unknown:
         modules = sorted({"/".join(path.split("/")[:2]) for path in paths})

@@ -30,6 +30,10 @@ _ABORT_LINE = re.compile(rb"^[EF]\d{4} [\d:.]+\s+\d+ (coordination_service\S*|cl
 _MAYBE_LOG_PREFIX = re.compile(rb"^[EF](\d|$)")
 
 
+def _may_be_held(partial: bytes) -> bool:
+    return bool(_MAYBE_LOG_PREFIX.match(partial)) or b"error: ".startswith(partial[:7])
+
+
 def supervised() -> bool:
     """Whether this process is the supervised child (or the user switched supervision off)."""
     return os.environ.get(SUPERVISED_ENV) == "1"
@@ -143,8 +147,9 @@ def run(
                 held += line
             else:
                 out.write(line)
-        # A partial line (a progress bar) goes through at once unless it may begin the abort.
-        if log_file is None and pending and not _MAYBE_LOG_PREFIX.match(pending):
+        # A partial line (a progress bar) goes through at once unless it may begin the abort or an
+        # error line (a long `error:` line can arrive in pieces) or follows a held error.
+        if log_file is None and pending and not held and not _may_be_held(pending):
             out.write(pending)
             pending = b""
         out.flush()

@@ -228,9 +228,10 @@ def supervise(tmp_path, child_code: str) -> int:
 
 def test_the_supervisor_turns_a_native_abort_into_one_line_and_passes_the_rest_through(tmp_path, capfd):
     aborting = (
-        "import os, sys\n"
+        "import os, sys, time\n"
         "sys.stderr.write('flatvel-a:  50%\\rflatvel-a: 100%\\n'); sys.stderr.flush()\n"
-        "sys.stderr.write('error: Gloo AllGather failed: Connection reset by peer\\n')\n"
+        "sys.stderr.write('err'); sys.stderr.flush(); time.sleep(0.2)\n"  # a long line arrives in pieces
+        "sys.stderr.write('or: Gloo AllGather failed: Connection reset by peer\\n')\n"
         f"sys.stderr.write({COORDINATOR_LOST!r}); sys.stderr.flush(); os.abort()\n"
     )
     assert supervise(tmp_path, aborting) == 1

@@ -185,6 +185,27 @@ def velocitygan_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return c
 
 
+def finetune_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Fine-tune the quickstart model on 256 generated CurveVel-A-like samples (64 more held out).
+
+    ``--config.init_from`` names the pretrained source (``runs/quickstart``); without it the same
+    recipe trains from scratch (the baseline of docs/training.md#fine-tuning). The recipe was chosen
+    by measurement (benchmarks/finetune.py). ``arg="smoke"``: the quickstart's smoke sizes (tests).
+    """
+    if arg not in (None, "smoke"):
+        raise ValueError(f"unknown finetune variant {arg!r}; use 'smoke' or nothing")
+    c = quickstart_config(arg)
+    c.data.dataset = c.data.family = "curvevel-a"
+    c.data.num_samples = 24 if arg else 320
+    c.optim.lr = 1e-3 if arg else 5e-4
+    c.optim.decay = "cosine"
+    c.num_epochs = -1
+    c.num_train_steps = 4 if arg else 320
+    c.log_every_steps = 1 if arg else 16
+    c.checkpoint_every_steps = 2 if arg else 160
+    return c
+
+
 # Config fields that must match to resume from a checkpoint.
 RESUME_KEYS = (
     "model",

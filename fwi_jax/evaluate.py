@@ -45,29 +45,8 @@ def evaluate(
         raise ValueError(f"--split must be 'train' or 'val', got {split!r}")
     source = val_src if split == "val" else train_src
     source.spec = trained.spec  # the checkpoint's normalization
-    n_dev = trained.mesh.devices.size
     bs = batch_size or config.eval_batch_size or config.batch_size
-    bs = -(-bs // n_dev) * n_dev
-    per_fn = jax.jit(metrics.per_sample)
-
-    chunks: dict[str, list[np.ndarray]] = {k: [] for k in ("mae_norm", "mse_norm", "ssim")}
-    batches = pipeline.eval_batches(source, bs, num_threads=config.data.num_threads)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(source), unit="sample", desc=f"evaluating {split}", dynamic_ncols=True)
-    for batch in batches:
-        pred = trained.predict_normalized(batch["seismic"])
-        per = jax.device_get(per_fn(pred, batch["velocity"][..., 0]))
-        keep = batch["mask"] > 0
-        for k in chunks:
-            chunks[k].append(np.asarray(per[k])[keep])
-        if bar is not None:
-            bar.update(int(keep.sum()))
-    if bar is not None:
-        bar.close()
-    per = {k: np.concatenate(v) for k, v in chunks.items()}
+    per = score(trained, source, bs, config.data.num_threads, f"evaluating {split}" if progress else "")
     unit = velocity_unit(trained.spec)
     summary = metrics.summarize(per, unit)
 
@@ -91,6 +70,31 @@ def evaluate(
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
     report["out"] = str(out)
     return report
+
+
+def score(trained: inference.Trained, source, batch_size: int, num_threads: int = 4, progress: str = "") -> dict:
+    """Per-sample ``mae_norm``, ``mse_norm`` and ``ssim`` of ``trained`` on every sample of ``source``
+    (normalized by ``source.spec``); ``progress``: a progress bar's label, "" for none."""
+    n_dev = trained.mesh.devices.size
+    bs = -(-batch_size // n_dev) * n_dev
+    per_fn = jax.jit(metrics.per_sample)
+    chunks: dict[str, list[np.ndarray]] = {k: [] for k in ("mae_norm", "mse_norm", "ssim")}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(source), unit="sample", desc=progress, dynamic_ncols=True)
+    for batch in pipeline.eval_batches(source, bs, num_threads=num_threads):
+        pred = trained.predict_normalized(batch["seismic"])
+        per = jax.device_get(per_fn(pred, batch["velocity"][..., 0]))
+        keep = batch["mask"] > 0
+        for k in chunks:
+            chunks[k].append(np.asarray(per[k])[keep])
+        if bar is not None:
+            bar.update(int(keep.sum()))
+    if bar is not None:
+        bar.close()
+    return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
 def model_name(config) -> str:

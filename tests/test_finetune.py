@@ -2,19 +2,28 @@
 with a fresh optimizer, frozen parts stay bit-identical, a resumed run never rereads the source."""
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 from helpers import SPEC, assert_trees_equal, smoke_config
 
-from fwi_jax import inference, parallel, torchenv
+from fwi_jax import evaluate, inference, parallel, torchenv
+from fwi_jax.config import finetune_config
 from fwi_jax.torch_port.checkpoints import export_state_dict
 from fwi_jax.training import finetune, freeze
 from fwi_jax.training.loop import train_and_evaluate
 from fwi_jax.training.steps import make_steps
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def start_from(cache_dir, source, **overrides):
@@ -63,46 +72,65 @@ def test_freeze_names_real_modules_and_counts_them(cache_dir):
         make_steps(smoke_config(cache_dir, **{"optim.freeze": "encoder/nosuch"}), SPEC, parallel.make_mesh())
 
 
+def finetune_cli(workdir, source, cache_dir):
+    """`python -m fwi_jax.train --config configs/finetune.py:smoke` from ``source``, encoder frozen, 12 steps."""
+    cmd = [sys.executable, "-m", "fwi_jax.train", "--config", str(REPO / "configs/finetune.py:smoke")]
+    cmd += [f"--workdir={workdir}", f"--config.init_from={source}", f"--config.data.cache_dir={cache_dir}"]
+    cmd += [f"--config.{k}={v}" for k, v in FROZEN.items()]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+FROZEN = {"optim.freeze": "encoder", "num_train_steps": 12, "progress": False, "num_plot_samples": 0}
+
+
 @pytest.mark.slow
-def test_fine_tuning_with_a_frozen_encoder_then_resuming_without_the_source(cache_dir, trained_run, tmp_path, capsys):
+def test_a_fine_tuning_run_killed_and_rerun_without_its_source_ends_like_an_uninterrupted_one(
+    cache_dir, trained_run, tmp_path
+):
     source = tmp_path / "source"
     shutil.copytree(trained_run[0], source)
     before = inference.load(source, "best").state
-    config = smoke_config(
-        cache_dir,
-        init_from=str(source),
-        num_train_steps=3,
-        checkpoint_every_steps=2,
-        num_plot_samples=0,
-        **{"optim.freeze": "encoder", "optim.lr": 1e-2},
-    )
+    config = finetune_config("smoke")
+    config.data.cache_dir, config.init_from = str(cache_dir), str(source)
+    config.update_from_flattened_dict(FROZEN)
+    full = train_and_evaluate(config, tmp_path / "full")  # the reference, uninterrupted
+    assert full["step"] == 12
+
     run = tmp_path / "finetuned"
-    tuned = train_and_evaluate(config, run)["state"]
-    out = capsys.readouterr().out
+    proc = finetune_cli(run, source, cache_dir)
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "2").is_dir():
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.02)
+    proc.kill()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not after it finished
     assert f"initialized from {source}@best" in out and "parameters (optim.freeze=encoder)" in out
-    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-    assert record["split"] == "init_from" and record["frozen_params"] > 0 and record["trainable_params"] > 0
-    frozen = {"encoder"}
+    shutil.rmtree(source)  # a resumed fine-tuning run reads its own checkpoints only
+    proc = finetune_cli(run, source, cache_dir)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "resumed from" in out and "done at step 12" in out
+
+    tuned = inference.load(run, "latest")  # the workdir serves predict / evaluate / export like any other
+    assert tuned.step == 12 and tuned.config.init_from == str(source)
     for part in ("params", "batch_stats"):
-        new, old = jax.device_get(getattr(tuned, part)), jax.device_get(getattr(before, part))
+        new, old = jax.device_get(getattr(tuned.state, part)), jax.device_get(getattr(before, part))
+        assert_trees_equal(new, jax.device_get(getattr(full["state"], part)))  # bitwise the uninterrupted run
         assert_trees_equal(new["encoder"], old["encoder"])  # no update, no decay, statistics fixed
         moved = [
             not np.array_equal(a, b)
             for a, b in zip(jax.tree.leaves(new["decoder"]), jax.tree.leaves(old["decoder"]), strict=True)
         ]
         assert all(moved), f"{part}: {moved.count(False)} decoder leaves did not move"
-    assert set(jax.device_get(tuned.params)) - frozen == {"decoder"}
-
-    shutil.rmtree(source)  # a resumed fine-tuning run reads its own checkpoints only
-    config.num_train_steps = 5
-    resumed = train_and_evaluate(config, run)
-    assert "resumed from" in capsys.readouterr().out and resumed["step"] == 5
-    assert_trees_equal(jax.device_get(resumed["state"].params["encoder"]), jax.device_get(before.params["encoder"]))
-
-    trained = inference.load(run, "latest")  # the workdir serves predict / evaluate / export like any other
-    assert trained.step == 5 and trained.config.init_from == str(source)
-    assert trained.predict_normalized(np.zeros((8, 1000, 70, 5), np.float32)).shape == (8, 70, 70)
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["split"] == "init_from" and record["frozen_params"] > 0 and record["trainable_params"] > 0
+    assert tuned.predict_normalized(np.zeros((8, 1000, 70, 5), np.float32)).shape == (8, 70, 70)
     assert len(export_state_dict(run, "latest")) > 0
+    report = evaluate.evaluate(run, "latest", progress=False)
+    assert report["dataset"] == "curvevel-a"
+    assert report["metrics"]["ssim"] == pytest.approx(full["val"]["ssim"], rel=1e-4)
 
 
 @pytest.mark.torch

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_trees_equal, fixed_batch, params_of
+from helpers import assert_trees_equal, fixed_batch, params_of, smoke_config
 
 from fwi_jax import evaluate, parallel, torch_port, torchenv
 from fwi_jax.config import velocitygan_config
@@ -13,6 +13,7 @@ from fwi_jax.data.datasets import get_dataset
 from fwi_jax.models import build_model
 from fwi_jax.models.__main__ import main as models_main
 from fwi_jax.models.velocitygan import Critic
+from fwi_jax.training import finetune
 from fwi_jax.training.loop import train_and_evaluate
 from fwi_jax.training.objectives import gradient_penalty
 from fwi_jax.training.steps import make_steps
@@ -127,3 +128,23 @@ def test_a_velocitygan_run_resumes_exactly_evaluates_and_exports(cache_dir, tmp_
     assert len(critic) == 9 * 7 and critic["convblock5.layers.0.weight"].shape == (1, 16, 5, 5)
     with pytest.raises(ValueError, match="not trained with loss.objective=velocitygan: it holds no critic"):
         torch_port.export_state_dict(trained_run[0], "latest", critic=True)  # an InversionNet run
+
+    # Fine-tuning from a VelocityGAN workdir: its generator, and its critic when the new run is VelocityGAN too.
+    gan = full["state"]
+    for config, critic in ((smoke(cache_dir), True), (smoke_config(cache_dir), False)):
+        config.init_from = f"{tmp_path / 'full'}@latest"  # the state compared below (its best may be older)
+        steps = make_steps(config, SPEC, parallel.make_mesh())
+        state = jax.device_get(finetune.initial_state(steps, finetune.load(config.init_from, steps)))
+        assert_trees_equal(state.params, params_of(full))
+        assert_trees_equal(state.batch_stats, jax.device_get(gan.batch_stats))
+        assert int(state.step) == 0 and ("params" in state.objective_state) == critic
+        if critic:
+            assert_trees_equal(state.objective_state["params"], jax.device_get(gan.objective_state["params"]))
+            fresh = steps.objective.critic_tx.init(state.objective_state["params"])
+            assert_trees_equal(state.objective_state["opt_state"], jax.device_get(fresh))
+    # From an InversionNet workdir: the generator, a fresh critic (the new run's own initialization).
+    config = smoke(cache_dir, init_from=f"{trained_run[0]}@latest")
+    steps = make_steps(config, SPEC, parallel.make_mesh())
+    state = jax.device_get(finetune.initial_state(steps, finetune.load(config.init_from, steps)))
+    assert_trees_equal(state.params, jax.device_get(trained_run[1]["state"].params))
+    assert_trees_equal(state.objective_state, jax.device_get(steps.init().objective_state))

@@ -154,6 +154,44 @@ def test_gradient_matches_finite_differences(mode):
     assert ad == pytest.approx(float(fd), rel=2e-2)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_hand_written_adjoint_equals_jax_reverse_mode_on_openfwi_shapes(mode):
+    """The default gradient (the hand-written adjoint) against JAX's own transposes, 70 x 70 x 1000 steps,
+    5 shots, several models, float32: velocity and wavelet cotangents."""
+    models = np.concatenate([velocity.generate("flatvel-a", 1, seed=3), velocity.generate("curvefault-b", 1, seed=4)])
+    models = models[: 1 if mode == "exact" else 2]  # exact mode's autodiff side is the slow one
+    rng = np.random.default_rng(5)
+    residual = jnp.asarray(rng.normal(size=(len(models), 5, 1000, 70)).astype(np.float32))
+    w = jnp.asarray(ricker(15.0, 1e-3, 1000))
+
+    def grads(gradient):
+        def loss(v, wavelet):
+            return jnp.vdot(forward(v, mode=mode, wavelet=wavelet, gradient=gradient), residual)
+
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(models), w)
+
+    (dv, dw), (dv_ref, dw_ref) = grads("adjoint"), grads("autodiff")
+    assert rel_l2(dv, dv_ref) < 1e-4 and rel_l2(dw, dw_ref) < 1e-4
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_adjoint_passes_the_dot_product_test(mode):
+    """<J dv, r> = <dv, J^T r>: J from forward mode (gradient="autodiff"), J^T from the adjoint."""
+    g = tiny_geometry(nt=120)
+    rng = np.random.default_rng(6)
+    v = jnp.asarray(rng.uniform(1800.0, 2800.0, (3, 12, 12)).astype(np.float32))
+    dv = jnp.asarray(rng.normal(size=v.shape).astype(np.float32))
+    r = jnp.asarray(rng.normal(size=(3, 2, g.nt, 12)).astype(np.float32))
+    _, jdv = jax.jvp(lambda x: forward(x, g, mode=mode, gradient="autodiff"), (v,), (dv,))
+    _, vjp = jax.vjp(lambda x: forward(x, g, mode=mode), v)
+    (jtr,) = vjp(r)
+    lhs, rhs = float(jnp.vdot(jdv, r)), float(jnp.vdot(dv, jtr))
+    assert lhs == pytest.approx(rhs, rel=1e-5)
+    with pytest.raises(TypeError, match="forward-mode|jvp"):  # forward mode needs the autodiff path
+        jax.jvp(lambda x: forward(x, g, mode=mode), (v,), (dv,))
+
+
 def test_fast_mode_layouts_agree_in_data_and_gradient():
     """Tasks of 8 shots (shots innermost), of 4 shots of two models and of 1 shot (shots outermost)."""
     g = tiny_geometry()

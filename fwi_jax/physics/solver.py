@@ -19,9 +19,11 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from fwi_jax.physics import acoustic
-from fwi_jax.physics.acoustic import FAST_LANES, Boundary, Mode
+from fwi_jax.physics import acoustic, cpml
+from fwi_jax.physics.acoustic import Boundary, Mode
+from fwi_jax.physics.cpml import FAST_LANES
 from fwi_jax.physics.geometry import Geometry
+from fwi_jax.physics.timeloop import Gradient
 from fwi_jax.physics.wavelets import ricker
 
 
@@ -64,7 +66,7 @@ class _Model:
         return other
 
 
-def _exact_task(m: _Model, g: Geometry, wavelet, task_model, *, boundary, pml, pml_r, unroll):
+def _exact_task(m: _Model, g: Geometry, wavelet, task_model, *, boundary, pml, pml_r, unroll, gradient):
     del pml, pml_r
     prof = jnp.asarray(acoustic.damping_profile(g))
 
@@ -72,21 +74,22 @@ def _exact_task(m: _Model, g: Geometry, wavelet, task_model, *, boundary, pml, p
         i = models[0]
         return acoustic.exact_shots(
             m.a[i], m.vmin[i] * g.dt, prof, m.amps[models, shots], src, wavelet,
-            rec_z=m.rec_z, rec_x=m.rec_x, nt=g.nt, ring=boundary, unroll=unroll,
+            rec_z=m.rec_z, rec_x=m.rec_x, nt=g.nt, ring=boundary, unroll=unroll, gradient=gradient,
         )  # fmt: skip
 
     return one
 
 
-def _fast_task(m: _Model, g: Geometry, wavelet, task_model, *, boundary, pml, pml_r, unroll):
+def _fast_task(m: _Model, g: Geometry, wavelet, task_model, *, boundary, pml, pml_r, unroll, gradient):
     del boundary
     one_model = bool(np.all(task_model == task_model[:, :1]))  # e.g. tasks of 5 shots: read the model once
 
     def one(models, shots, src):
         sel = models[:1] if one_model else models
-        return acoustic.fast_shots(
+        return cpml.fast_shots(
             m.a[sel], m.vmax[sel], m.amps[models, shots], src, wavelet,
             rec_z=m.rec_z, rec_x=m.rec_x, nt=g.nt, unroll=unroll, pml=pml, dx=g.dx, dt=g.dt, freq=g.freq, r=pml_r,
+            gradient=gradient,
         )  # fmt: skip
 
     return one
@@ -102,9 +105,9 @@ _MODES = {
 
 @functools.partial(
     jax.jit,
-    static_argnames=("geometry", "mode", "boundary", "pml", "pml_r", "ndev", "group", "unroll"),
+    static_argnames=("geometry", "mode", "boundary", "pml", "pml_r", "ndev", "group", "unroll", "gradient"),
 )
-def _forward_impl(v, wavelet, *, geometry, mode, boundary, pml, pml_r, ndev, group, unroll):
+def _forward_impl(v, wavelet, *, geometry, mode, boundary, pml, pml_r, ndev, group, unroll, gradient):
     g = geometry
     bsz, s = v.shape[0], g.num_shots
     m = _Model(v, g, acoustic.pad_width(g, mode, pml))
@@ -117,18 +120,20 @@ def _forward_impl(v, wavelet, *, geometry, mode, boundary, pml, pml_r, ndev, gro
     task_src = np.stack([np.full(flat.shape, m.src_row), m.src_cols[task_shot]], axis=-1)
     build = functools.partial(_MODES[mode][1], g=g, task_model=task_model, boundary=boundary, pml=pml, pml_r=pml_r)
 
-    def run(tm, ts, tsrc, shared):
-        fields, wavelet = shared
+    def run(tm, ts, tsrc, fields, wavelets):
         # The model's arrays enter as arguments, not closures: under an outer jit (e.g. a line search's
         # while loop) a closed-over array can carry a sharding of another mesh than shard_map's.
-        one = build(m.with_fields(fields), wavelet=wavelet, unroll=unroll)
+        one = build(m.with_fields(fields), wavelet=wavelets[0], unroll=unroll, gradient=gradient)
         return lax.map(lambda t: one(*t), (tm, ts, tsrc))
 
     tasks = tuple(jnp.asarray(t, jnp.int32) for t in (task_model, task_shot, task_src))
+    # One copy of the wavelet per device, so each device's copy varies with its tasks as the
+    # adjoint's rule needs; the copies' cotangents are summed outside shard_map.
+    wavelets = jnp.broadcast_to(wavelet, (ndev, *wavelet.shape))
     if ndev > 1:
         mesh = Mesh(np.asarray(jax.local_devices()[:ndev]), ("tasks",))
-        run = jax.shard_map(run, mesh=mesh, in_specs=(P("tasks"),) * 3 + (P(),), out_specs=P("tasks"))
-    rec = run(*tasks, (m.fields(), wavelet))  # (tasks, nt, group, R)
+        run = jax.shard_map(run, mesh=mesh, in_specs=(P("tasks"),) * 3 + (P(), P("tasks")), out_specs=P("tasks"))
+    rec = run(*tasks, m.fields(), wavelets)  # (tasks, nt, group, R)
     rec = jnp.swapaxes(rec, 1, 2).reshape(ntask * group, g.nt, g.num_receivers)[:total]
     return rec.reshape(bsz, s, g.nt, g.num_receivers)
 
@@ -152,6 +157,7 @@ def forward(
     wavelet: jax.Array | np.ndarray | None = None,
     num_devices: int | None = None,
     unroll: int = 2,
+    gradient: Gradient = "adjoint",
 ) -> jax.Array:
     """Simulate shot gathers for velocity models.
 
@@ -165,14 +171,43 @@ def forward(
       wavelet: source time function of >= nt samples; a Ricker at ``geometry.freq`` by default.
       num_devices: local devices to spread shots over (default: all, when they divide the work).
       unroll: time steps per scan iteration (2 was fastest on CPU in both modes).
+      gradient: how reverse mode (``jax.grad`` / ``jax.vjp``) differentiates the solver: "adjoint"
+        (default), the hand-written discrete adjoint (the transposed time step run backward, the
+        forward wavefield rebuilt from ~sqrt(nt) saved states; ~3 forwards per gradient), or
+        "autodiff", JAX's own transposes through a rematerialized scan (3x slower, but it also
+        supports forward mode: ``jax.jvp``, ``jax.jacfwd``, Hessian-vector products).
 
     Returns:
       (B, shots, nt, receivers) float32 pressure, positive direct-arrival peak (OpenFWI sign);
       without a batch axis for 2-D input. Differentiable with respect to ``velocity``.
     """
     g = geometry if geometry is not None else Geometry()
+    v, wavelet, squeeze = _checked_inputs(velocity, g, mode, boundary, pml, wavelet, gradient)
+    total = v.shape[0] * g.num_shots
+    ndev = _num_devices(total, num_devices)
+    group = _MODES[mode][0](total, ndev)
+    out = _forward_impl(
+        v,
+        wavelet,
+        geometry=g,
+        mode=mode,
+        boundary=boundary,
+        pml=pml,
+        pml_r=pml_r,
+        ndev=ndev,
+        group=group,
+        unroll=unroll,
+        gradient=gradient,
+    )
+    return out[0] if squeeze else out
+
+
+def _checked_inputs(velocity, g: Geometry, mode, boundary, pml, wavelet, gradient):
+    """(velocity as (B, nz, nx), wavelet, whether the input had no batch axis), or a ValueError."""
     if mode not in _MODES:
         raise ValueError(f"unknown mode {mode!r}; use 'exact' or 'fast'")
+    if gradient not in ("adjoint", "autodiff"):
+        raise ValueError(f"unknown gradient {gradient!r}; use 'adjoint' or 'autodiff'")
     if boundary not in ("periodic", "zero"):
         raise ValueError(f"unknown boundary {boundary!r}; use 'periodic' or 'zero'")
     v = jnp.asarray(velocity)
@@ -198,22 +233,7 @@ def forward(
     wavelet = jnp.asarray(wavelet, jnp.float32)
     if wavelet.ndim != 1 or wavelet.shape[0] < g.nt:
         raise ValueError(f"wavelet must be 1-D with >= nt={g.nt} samples, got {wavelet.shape}")
-    total = v.shape[0] * g.num_shots
-    ndev = _num_devices(total, num_devices)
-    group = _MODES[mode][0](total, ndev)
-    out = _forward_impl(
-        v,
-        wavelet,
-        geometry=g,
-        mode=mode,
-        boundary=boundary,
-        pml=pml,
-        pml_r=pml_r,
-        ndev=ndev,
-        group=group,
-        unroll=unroll,
-    )
-    return out[0] if squeeze else out
+    return v, wavelet, squeeze
 
 
 def _num_devices(ntask: int, requested: int | None) -> int:

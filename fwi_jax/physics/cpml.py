@@ -1,0 +1,273 @@
+"""Fast mode (`fast_shots`): the interior update of `fwi_jax.physics.acoustic` with a thin
+convolutional PML (Pasalic & McGarry's recursion for the 2nd-order equation) on four absorbing
+strips behind a zero ring, and its transposed step for the hand-written adjoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from fwi_jax.physics import timeloop
+from fwi_jax.physics.acoustic import C0, C1, C2, receivers
+from fwi_jax.physics.timeloop import Gradient
+
+# Shots per fast-mode task, the innermost axis of its fields: one AVX2 vector of float32. 16 was
+# slower on this project's CPU (more padding, fields out of cache).
+FAST_LANES = 8
+
+
+def _pml_coefficients(n: int, pml: int, dx: float, dt: float, vmax, freq: float, r: float):
+    """CPML recursion coefficients (a, b) along one axis of n cells with `pml` cells per side."""
+    i = np.arange(n, dtype=np.float64)
+    depth = np.maximum(np.maximum(pml - i, i - (n - 1 - pml)), 0.0) / pml  # 0 inside, 1 at edge
+    length = pml * dx
+    sigma = (3.0 * math.log(1.0 / r) / (2.0 * length)) * depth**2  # times vmax
+    alpha = math.pi * freq * (1.0 - depth)
+    sigma = vmax * jnp.asarray(sigma, jnp.float32)
+    alpha = jnp.asarray(alpha, jnp.float32)
+    total = sigma + alpha
+    a = jnp.exp(-total * dt)
+    b = jnp.where(sigma > 0, sigma / jnp.where(total > 0, total, 1.0) * (a - 1.0), 0.0)
+    return a, b
+
+
+def _moved(f: jax.Array, axis: int, offset: int, length: int) -> jax.Array:
+    """f[2 + offset : 2 + offset + length] along `axis` (a field with 2 margin cells each side)."""
+    return lax.slice_in_dim(f, 2 + offset, 2 + offset + length, axis=axis)
+
+
+def _d1(f: jax.Array, axis: int, length: int, dx: float) -> jax.Array:
+    """4th-order first derivative along `axis` of a field with 2 margin cells each side."""
+    s = functools.partial(_moved, f, axis, length=length)
+    return (8.0 * (s(1) - s(-1)) - (s(2) - s(-2))) / (12.0 * dx)
+
+
+def _d2(f: jax.Array, axis: int, length: int, dx: float) -> jax.Array:
+    """4th-order second derivative along `axis` of a field with 2 margin cells each side."""
+    s = functools.partial(_moved, f, axis, length=length)
+    return (C0 * s(0) + C1 * (s(1) + s(-1)) + C2 * (s(2) + s(-2))) / (dx * dx)
+
+
+def _pad_axis(f: jax.Array, axis: int, n: int) -> jax.Array:
+    pad = [(0, 0)] * f.ndim
+    pad[axis] = (n, n)
+    return jnp.pad(f, pad)
+
+
+def _add_into(field: jax.Array, part: jax.Array, axis: int, start: int) -> jax.Array:
+    """field with `part` added at [start : start + len] along `axis` (in place)."""
+    n = part.shape[axis]
+    return lax.dynamic_update_slice_in_dim(field, lax.slice_in_dim(field, start, start + n, axis=axis) + part, start,
+                                           axis)  # fmt: skip
+
+
+def _cpml_strips(q, psi, zeta, coef_a, coef_b, *, axis: int, other: int, n: int, width: int, dx: float):
+    """CPML terms d(psi)/dn + zeta on the two absorbing strips along one grid axis.
+
+    q is a ringed field (2 zero cells around the grid axes); `axis` is the grid axis of the strips
+    and `other` the other grid axis. psi / zeta hold the two strips stacked as (2, ...). The strips
+    are `width` = pml + 2 cells wide: beyond the PML psi and zeta stay 0, so d(psi)/dn vanishes
+    past the strip and the full-grid term is exactly this one with zeros elsewhere. Returns
+    (term, psi, zeta), all stacked (2, ...).
+    """
+    inner = lax.slice_in_dim(q, 2, q.shape[other] - 2, axis=other)
+    win = jnp.stack(
+        [lax.slice_in_dim(inner, 0, width + 4, axis=axis), lax.slice_in_dim(inner, n - width, n + 4, axis=axis)]
+    )
+    ax = axis + 1
+    psi = coef_a * psi + coef_b * _d1(win, ax, width, dx)
+    dpsi = _d1(_pad_axis(psi, ax, 2), ax, width, dx)
+    zeta = coef_a * zeta + coef_b * (_d2(win, ax, width, dx) + dpsi)
+    return dpsi + zeta, psi, zeta
+
+
+def _cpml_strips_adjoint(acc, g, psi_bar, zeta_bar, coef_a, coef_b, *, axis: int, n: int, width: int, dx: float):
+    """The transpose of `_cpml_strips` (and of writing its term into the full grid).
+
+    g is the cotangent of the full-grid term (unringed), psi_bar / zeta_bar those of the strips'
+    new psi / zeta. Adds the cotangent of the strips' windows of the field to `acc` (unringed; the
+    ring is constant zero) and returns (acc, cotangents of the previous psi and zeta). d1 is
+    antisymmetric and d2 symmetric, so their transposes are -d1 / d2 on the zero-padded strip.
+    """
+    ax = axis + 1
+    t_bar = jnp.stack([lax.slice_in_dim(g, 0, width, axis=axis), lax.slice_in_dim(g, n - width, n, axis=axis)])
+    z_bar = zeta_bar + t_bar
+    p_bar = psi_bar - _d1(_pad_axis(t_bar + coef_b * z_bar, ax, 2), ax, width, dx)
+    win_bar = _d2(_pad_axis(coef_b * z_bar, ax, 4), ax, width + 4, dx) - _d1(
+        _pad_axis(coef_b * p_bar, ax, 4), ax, width + 4, dx
+    )
+    # The windows span [-2, width + 2) and [n - width - 2, n + 2) of the unringed axis.
+    acc = _add_into(acc, lax.slice_in_dim(win_bar[0], 2, width + 4, axis=axis), axis, 0)
+    acc = _add_into(acc, lax.slice_in_dim(win_bar[1], 0, width + 2, axis=axis), axis, n - width - 2)
+    return acc, coef_a * p_bar, coef_a * z_bar
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fast:
+    """Fast mode for L shots (of any models): the interior update plus a CPML on four strips.
+
+    With FAST_LANES shots the fields are (H, W, L), shots innermost, so every stencil offset and
+    both CPML strip directions read whole SIMD vectors (the x strips are only pml + 2 cells wide:
+    with x innermost they vectorize poorly); with fewer shots (small batches spread over devices)
+    the fields stay (L, H, W), as a lane axis of 3-5 would vectorize worse still. The velocity
+    enters as m = (v dt)^2: u_{t+1} = 2 u_t - u_{t-1} + m (lap u_t + CPML terms) + src.
+    """
+
+    h: int
+    w: int
+    lanes: int
+    pml: int
+    dx: float
+    dt: float
+    freq: float
+    r: float
+    rec_z: int
+    rec_x: tuple[int, ...]
+
+    @property
+    def lanes_last(self) -> bool:
+        return self.lanes >= FAST_LANES
+
+    @property
+    def axes(self) -> tuple[int, int]:  # (z, x) grid axes of a field
+        return (0, 1) if self.lanes_last else (1, 2)
+
+    @property
+    def width(self) -> int:
+        return self.pml + 2
+
+    def grid(self, shape_zx: jax.Array) -> jax.Array:  # a (L, z, x)-shaped array in this layout
+        return jnp.moveaxis(shape_zx, 0, -1) if self.lanes_last else shape_zx
+
+    def at(self, z: int, x: int) -> tuple[int, int, int]:  # an index / offset tuple for grid position (z, x)
+        return (z, x, 0) if self.lanes_last else (0, z, x)
+
+    def _coefficients(self, vmax, n: int, axis: int):
+        """(2, ...) strip coefficients broadcasting against the stacked strips."""
+        width = self.width
+        ca, cb = jax.vmap(lambda vm: _pml_coefficients(n, self.pml, self.dx, self.dt, vm, self.freq, self.r))(vmax)
+        out = []
+        for c in (ca, cb):
+            c = jnp.stack([c[:, :width], c[:, n - width :]], axis=1)  # (L, 2, width)
+            c = c[:, :, :, None] if axis == self.axes[0] else c[:, :, None, :]  # (L, 2, width, 1) / (L, 2, 1, width)
+            out.append(jnp.moveaxis(c, 0, -1) if self.lanes_last else jnp.moveaxis(c, 0, 1))
+        return tuple(out)
+
+    def prepare(self, params, consts):
+        zax, xax = self.axes
+        vmax = consts["vmax"]
+        az, bz = self._coefficients(vmax, self.h, zax)
+        ax, bx = self._coefficients(vmax, self.w, xax)
+        m = self.grid(params["a"] * (self.dx * self.dx))  # (v dt)^2
+        return {"m": m, "a": params["a"], "amp": params["amp"], "src": consts["src"], "z": (az, bz), "x": (ax, bx)}
+
+    def _zeros(self, ctx, shape_zx):
+        return self.grid(jnp.zeros((self.lanes, *shape_zx), ctx["m"].dtype)) + 0 * ctx["a"][0, 0, 0]  # same sharding
+
+    def init(self, ctx):
+        h, w, width = self.h, self.w, self.width
+        zero = self._zeros(ctx, (h + 4, w + 4))
+        strips_z = jnp.stack([self._zeros(ctx, (width, w))] * 2)
+        strips_x = jnp.stack([self._zeros(ctx, (h, width))] * 2)
+        return self.resume(ctx, (zero, zero, strips_z, strips_x, strips_z, strips_x))
+
+    def snapshot(self, carry):
+        return carry[:6]  # the last two are scratch buffers, rebuilt by resume
+
+    def resume(self, ctx, snap):
+        full = self._zeros(ctx, (self.h, self.w))
+        return (*snap, full, full)
+
+    def _lane_index(self, field_zx_index):
+        src, lane = field_zx_index, jnp.arange(self.lanes)
+        return (src[:, 0], src[:, 1], lane) if self.lanes_last else (lane, src[:, 0], src[:, 1])
+
+    def _rec_index(self):
+        cols = receivers(self.rec_x)
+        return (self.rec_z, cols) if self.lanes_last else (slice(None), self.rec_z, cols)
+
+    def _laplacian(self, q):
+        """(2 C0 u + C1 near + C2 far) / dx^2 over the interior of a ringed field."""
+        zax, xax = self.axes
+        h, w = self.h, self.w
+
+        def shifted(dz, dxx):
+            return _moved(_moved(q, zax, dz, h), xax, dxx, w)
+
+        near = shifted(-1, 0) + shifted(1, 0) + shifted(0, -1) + shifted(0, 1)
+        far = shifted(-2, 0) + shifted(2, 0) + shifted(0, -2) + shifted(0, 2)
+        return (2.0 * C0 * shifted(0, 0) + C1 * near + C2 * far) / (self.dx * self.dx)
+
+    def step(self, ctx, carry, w_t, with_term: bool):
+        # Wavefields are carried with their 2-cell zero ring: the new field is written into the
+        # interior of the dead previous one (in place), ~10% faster than re-ringing it every step.
+        # tz_full / tx_full are the strip terms on the full grid: the strips are written into them
+        # in place and the zeros between never change (a concatenation with zeros every step
+        # cost more).
+        zax, xax = self.axes
+        h, w, width, dx = self.h, self.w, self.width, self.dx
+        q, qm, psiz, psix, zetaz, zetax, tz_full, tx_full = carry
+        u, um = _moved(_moved(q, zax, 0, h), xax, 0, w), _moved(_moved(qm, zax, 0, h), xax, 0, w)
+        lap = self._laplacian(q)
+        (az, bz), (ax, bx) = ctx["z"], ctx["x"]
+        tz, psiz, zetaz = _cpml_strips(q, psiz, zetaz, az, bz, axis=zax, other=xax, n=h, width=width, dx=dx)
+        tx, psix, zetax = _cpml_strips(q, psix, zetax, ax, bx, axis=xax, other=zax, n=w, width=width, dx=dx)
+        dus = lax.dynamic_update_slice
+        tz_full = dus(dus(tz_full, tz[0], self.at(0, 0)), tz[1], self.at(h - width, 0))
+        tx_full = dus(dus(tx_full, tx[0], self.at(0, 0)), tx[1], self.at(0, w - width))
+        term = lap + tz_full + tx_full
+        un = 2.0 * u - um + ctx["m"] * term
+        un = un.at[self._lane_index(ctx["src"])].add(ctx["amp"] * w_t)
+        rec = un[self._rec_index()]
+        rec = rec.T if self.lanes_last else rec  # (L, R)
+        qn = dus(qm, un, self.at(2, 2))
+        return (qn, q, psiz, psix, zetaz, zetax, tz_full, tx_full), rec, (term if with_term else None)
+
+    def adjoint_init(self, ctx):
+        lam = self._zeros(ctx, (self.h, self.w))
+        snap = self.init(ctx)
+        return (lam, lam, *snap[2:6], lam, 0 * ctx["amp"])
+
+    def adjoint_step(self, ctx, adj, r_t, term, w_t):
+        # lam: lambda_{t+1} without its record term yet; lamm: lambda_{t+2}; the strips' psi / zeta
+        # cotangents; gm, gamp: gradients so far.
+        zax, xax = self.axes
+        h, w, width, dx = self.h, self.w, self.width, self.dx
+        lam, lamm, pz, px, zz, zx, gm, gamp = adj
+        lam = lam.at[self._rec_index()].add(r_t.T if self.lanes_last else r_t)
+        at_src = lam[self._lane_index(ctx["src"])]
+        g = ctx["m"] * lam  # the cotangent of the step's term
+        q = jnp.pad(g, [(2, 2) if i in (zax, xax) else (0, 0) for i in range(g.ndim)])
+        new = 2.0 * lam - lamm + self._laplacian(q)  # the zero-edged Laplacian is symmetric
+        (az, bz), (ax, bx) = ctx["z"], ctx["x"]
+        new, pz, zz = _cpml_strips_adjoint(new, g, pz, zz, az, bz, axis=zax, n=h, width=width, dx=dx)
+        new, px, zx = _cpml_strips_adjoint(new, g, px, zx, ax, bx, axis=xax, n=w, width=width, dx=dx)
+        return (new, lam, pz, px, zz, zx, gm + lam * term, gamp + at_src * w_t), jnp.sum(ctx["amp"] * at_src)
+
+    def gradients(self, ctx, adj, params):
+        gm = adj[6] * (self.dx * self.dx)
+        ga = jnp.moveaxis(gm, -1, 0) if self.lanes_last else gm  # (L, H, W)
+        if params["a"].shape[0] == 1:  # one model read by every lane
+            ga = jnp.sum(ga, axis=0, keepdims=True)
+        return {"a": ga, "amp": adj[7]}
+
+
+def fast_shots(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, freq, r, unroll,
+               gradient: Gradient = "adjoint"):  # fmt: skip
+    """L shots (of any models) with a CPML of `pml` cells and a zero outer ring; returns (nt, L, R).
+
+    `a` (v dt / dx)^2 is (L, H, W) and `vmax` (L,), or (1, H, W) and (1,) when all L shots are of
+    one model (read once per cell, not L times); `src` is (L, 2). The CPML memory fields live only
+    on the four absorbing strips (Pasalic & McGarry's recursion for the 2nd-order equation).
+    """
+    scheme = _Fast(
+        h=a.shape[1], w=a.shape[2], lanes=src.shape[0], pml=pml, dx=float(dx), dt=float(dt), freq=float(freq),
+        r=float(r), rec_z=int(rec_z), rec_x=tuple(int(x) for x in rec_x),
+    )  # fmt: skip
+    return timeloop.run(scheme, {"a": a, "amp": amp}, {"vmax": vmax, "src": src}, wavelet, nt, unroll, gradient)

@@ -51,7 +51,7 @@ def infer() -> None:
 def setup(msg: dict) -> dict:
     torch.manual_seed(0)
     b = msg["batch"]
-    model = InversionNet().to(DEVICE)
+    model = InversionNet(*msg.get("dims", (32, 64, 128, 256, 512))).to(DEVICE)  # the reference's widths by default
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     x = torch.randn(b, 5, 1000, 70, device=DEVICE)
     y = torch.rand(b, 1, 70, 70, device=DEVICE) * 2 - 1

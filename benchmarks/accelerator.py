@@ -2,7 +2,7 @@
 InversionNet trained to quality inside the budget.
 
     python benchmarks/accelerator.py --out DIR [--budget-s 360]
-    python benchmarks/accelerator.py --quick --out /tmp/acc        # every part, shrunk, on a CPU (~5 min)
+    python benchmarks/accelerator.py --quick --out /tmp/acc --budget-s 240   # every part, shrunk, on a CPU (~2 min)
 
 Parts, in this order, each in its own process with its own time limit (a failure or a timeout loses
 that part only):
@@ -45,14 +45,14 @@ def parts(quick: bool, out: Path) -> list[tuple[str, list[str], float]]:
     def j(name: str) -> list[str]:
         return ["--out", str(out / f"{name}.json")]
 
-    if quick:
+    if quick:  # every code path at the smallest sizes: tiny widths, a few steps (the test suite runs this)
         return [
-            ("step_time", ["--batches", "2", "--dtypes", "float32", "bfloat16", "--reps", "1", "--steps", "1",
-                           *j("step_time")], 0.3),
+            ("step_time", ["--dims", "tiny", "--batches", "2", "--dtypes", "float32", "bfloat16", "--reps", "1",
+                           "--steps", "1", *j("step_time")], 0.25),
             ("timed_reproduction", ["--quick", "--quiet", "--budget-s", BUDGET_FLAG, *j("timed_reproduction")], 0.3),
-            ("train_throughput", ["--presets", "tiny", "--placements", "device:float32", "--samples", "128",
-                                  "--eval-every", "8", "--intervals", "2", "--step-reps", "2",
-                                  *j("train_throughput")], 0.2),
+            ("train_throughput", ["--presets", "tiny", "--placements", "device:float32", "--samples", "96",
+                                  "--eval-every", "2", "--intervals", "1", "--step-reps", "2",
+                                  *j("train_throughput")], 0.25),
             ("generation", ["--models", "4", "--rounds", "1", "--variants", "fast", "--no-deepwave",
                             *j("generation")], 0.1),
             ("gradient", ["--models", "2", "--rounds", "1", "--no-deepwave", *j("gradient")], 0.1),

@@ -1,6 +1,7 @@
 """Full-size InversionNet train step and inference: fwi_jax against the PyTorch implementation.
 
     python benchmarks/step_time.py [--batches 4 16] [--reps 3] [--steps 2] [--dtypes float32 bfloat16] [--no-torch]
+        [--dims openfwi|narrow|small|tiny]
     python benchmarks/step_time.py --batches 2 --reps 1 --steps 1 --dtypes float32 --out /tmp/st.json  # a check
 
 About 10 minutes at the defaults on a 2-core CPU (each batch and dtype compiles for ~20 s; the
@@ -41,6 +42,7 @@ from fwi_jax import parallel, torchenv
 from fwi_jax.config import default_config
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.device_facts import describe
+from fwi_jax.models import PRESETS
 from fwi_jax.training.steps import input_shape, make_steps
 
 HERE = Path(__file__).resolve().parent
@@ -83,10 +85,10 @@ def jax_matmul_peak(n: int = 2048, dtype: str = "float32") -> float:
 class JaxSide:
     """The trainer's own jitted train step and predict step on one device."""
 
-    def __init__(self, batch: int, dtype: str):
+    def __init__(self, batch: int, dtype: str, dims: str = "openfwi"):
         spec = get_dataset("flatvel-a")
         c = default_config()
-        c.model.compute_dtype = dtype
+        c.model.compute_dtype, c.model.dims = dtype, dims
         steps = make_steps(c, spec, parallel.make_mesh(jax.devices()[:1]), steps_per_epoch=100)
         self.state = steps.init()
         rng = np.random.default_rng(0)
@@ -169,6 +171,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="steps per round")
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], help="fwi_jax compute dtypes")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--dims", default="openfwi", choices=sorted(PRESETS), help="widths (openfwi: the reference's)")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args()
     jax.config.update("jax_compilation_cache_dir", "")  # compile times measured cold
@@ -185,16 +188,17 @@ def main() -> None:
     rows = []
 
     def title() -> str:
+        size = "24.4 M params" if a.dims == "openfwi" else f"{a.dims} widths"
         return (
-            f"InversionNet (24.4 M params) step times on {dev.device_kind} ({os.cpu_count()} CPUs), median of "
+            f"InversionNet ({size}) step times on {dev.device_kind} ({os.cpu_count()} CPUs), median of "
             f"{a.reps * a.steps} steps" + (f"; {torch_side.skipped}" if torch_side.skipped else "")
         )
 
     for b in a.batches:
         for dtype in a.dtypes:
-            torch_setup = torch_side.ask("setup", batch=b, dtype=dtype)
+            torch_setup = torch_side.ask("setup", batch=b, dtype=dtype, dims=list(PRESETS[a.dims]))
             print(f"batch {b}, {dtype}: compiling ...", flush=True)
-            js = JaxSide(b, dtype)
+            js = JaxSide(b, dtype, a.dims)
             js.train(1)
             js.infer(1)
             sides = {("fwi_jax", kind): functools.partial(getattr(js, kind), a.steps) for kind in ("train", "infer")}
@@ -212,7 +216,9 @@ def main() -> None:
                 ("infer", js.infer_flops, js.infer_compile_s),
             ):
                 med = median(sum(rounds["fwi_jax", kind], []))
-                analytic = FORWARD_GFLOP * b * (3 if kind == "train" else 1)
+                # The layer table's count at the reference's widths; XLA's count for other widths.
+                per_sample = FORWARD_GFLOP if a.dims == "openfwi" else (js.infer_flops or 0.0) / 1e9 / b
+                analytic = per_sample * b * (3 if kind == "train" else 1)
                 row = {
                     "batch": b,
                     "kind": kind,

@@ -20,7 +20,7 @@ In one process, within --budget-s seconds:
      the OpenFWI benchmark page's FlatVel-A rows (a far longer schedule on real data: a ceiling).
 A SIGTERM (the accelerator script's time limit) ends the run through its `finally`: the generated set
 is deleted unless --keep (or it was an earlier run's).
-`--quick` takes the tiny widths, batch 8 and at most 96 samples, to check the whole path on a CPU.
+`--quick` takes the tiny widths, batch 8, at most 48 samples and one epoch, to check the whole path on a CPU.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def main() -> None:
     p.add_argument("--gen-batch", type=int, default=256, help="models per solver call")
     p.add_argument("--max-epochs", type=int, default=120, help="at most this many epochs (the reference's 120)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="model compute dtype")
-    p.add_argument("--quick", action="store_true", help="tiny widths, batch 8, <= 96 samples: a CPU check")
+    p.add_argument("--quick", action="store_true", help="tiny widths, batch 8, <= 48 samples, 1 epoch: a CPU check")
     p.add_argument(
         "--work",
         default=os.path.join(tempfile.gettempdir(), "fwi_jax_timed_reproduction"),
@@ -253,7 +253,7 @@ def main() -> None:
     p.add_argument("--out", required=True, help="JSON results file")
     a = p.parse_args()
     if a.quick:
-        a.samples, a.gen_batch, a.max_epochs = min(a.samples, 88), min(a.gen_batch, 4), min(a.max_epochs, 2)
+        a.samples, a.gen_batch, a.max_epochs = min(a.samples, 48), min(a.gen_batch, 4), min(a.max_epochs, 1)
     a.min_file = 8 if a.quick else 256  # at least one batch of 256 in the held-out file
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through run()'s cleanup
     row = run(a)

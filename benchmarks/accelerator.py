@@ -15,7 +15,7 @@ that part only):
      evaluated on held-out samples, beside the OpenFWI benchmark page's FlatVel-A row;
   3. train_throughput.py: the training loop against its isolated step, device-resident data;
   4. generation.py: the fast solver at 256 models per call;
-  5. gradient.py: FWI gradients per second, batched.
+  5. gradient.py: FWI gradients per second, batched: the hand-written adjoint against JAX's reverse mode.
 A part's time limit is its share of the budget still left when it starts (parts that end early leave
 their time to the next). After each part, DIR/accelerator.json and DIR/accelerator.md hold every
 finished part's status, seconds and table; each part's log is DIR/<part>.log and its JSON
@@ -55,7 +55,7 @@ def parts(quick: bool, out: Path) -> list[tuple[str, list[str], float]]:
                                   *j("train_throughput")], 0.25),
             ("generation", ["--models", "4", "--rounds", "1", "--variants", "fast", "--no-deepwave",
                             *j("generation")], 0.1),
-            ("gradient", ["--models", "2", "--rounds", "1", "--no-deepwave", *j("gradient")], 0.1),
+            ("gradient", ["--models", "2", "--rounds", "1", "--no-deepwave", "--no-autodiff", *j("gradient")], 0.1),
         ]  # fmt: skip
     return [
         ("step_time", ["--batches", "64", "256", "--dtypes", "float32", "bfloat16", "--reps", "3", "--steps", "5",

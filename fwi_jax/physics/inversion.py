@@ -89,7 +89,7 @@ def relative_misfit(syn: jax.Array, obs: jax.Array, kind: str = "l2") -> jax.Arr
 
 
 def _simulate(v, wavelet, s: FWISettings):
-    # unroll=1: reverse mode through an unrolled scan body cost ~2x per step unrolled (measured).
+    # unroll=1: the fastest gradient (the adjoint with unroll 2 or 4: +9% or +45%, measured).
     return forward(jnp.clip(v, s.vmin, s.vmax), s.geometry, mode=s.mode, wavelet=wavelet, unroll=1)
 
 

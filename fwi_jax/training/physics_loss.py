@@ -35,6 +35,6 @@ def waveform_misfit(pred: jax.Array, seismic: jax.Array, spec: DatasetSpec, geom
     pred: (B, H, W, 1) normalized velocity; seismic: (B, T, R, S) normalized data (NHWC batches).
     """
     v = jnp.clip(denormalize_velocity(pred[..., 0].astype(jnp.float32), spec), spec.label_min, spec.label_max)
-    syn = forward(v, geometry, mode="fast", unroll=1)  # (B, S, T, R); unroll 1: fastest reverse mode
+    syn = forward(v, geometry, mode="fast", unroll=1)  # (B, S, T, R); unroll 1: the fastest gradient
     syn = normalize_seismic(jnp.transpose(syn, (0, 2, 3, 1)), spec)
     return jnp.mean((syn - seismic.astype(jnp.float32)) ** 2)

@@ -5,7 +5,7 @@
 
 320 steps at batch 8 (10 epochs; AdamW lr 5e-4 with a cosine decay, a fresh optimizer), validated
 on 64 held-out samples after each epoch. First use generates the 320 samples (~15 s); the
-training takes about 2 minutes on a 2-core CPU. Add `--config.optim.freeze=encoder` to train the
+training takes 1-2 minutes on a 2-core CPU. Add `--config.optim.freeze=encoder` to train the
 decoder only; leave out `init_from` to train the same recipe from scratch. `:smoke` shrinks
 everything to seconds (tests). Measured against both: README "Fine-tune pretrained weights".
 """

@@ -189,8 +189,8 @@ def finetune_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Fine-tune the quickstart model on 256 generated CurveVel-A-like samples (64 more held out).
 
     ``--config.init_from`` names the pretrained source (``runs/quickstart``); without it the same
-    recipe trains from scratch (the baseline of docs/training.md#fine-tuning). The recipe was chosen
-    by measurement (benchmarks/finetune.py). ``arg="smoke"``: the quickstart's smoke sizes (tests).
+    recipe trains from scratch (the baseline of docs/training.md#fine-tuning; both measured by
+    benchmarks/finetune.py). ``arg="smoke"``: the quickstart's smoke sizes (tests).
     """
     if arg not in (None, "smoke"):
         raise ValueError(f"unknown finetune variant {arg!r}; use 'smoke' or nothing")

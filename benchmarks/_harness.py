@@ -45,11 +45,10 @@ from typing import Any, NamedTuple
 from _sidecar import timed as timed
 from _sidecar import timings as timings
 
+from fwi_jax.device_facts import ISA_FLAGS, cpu_info
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# CPU features that decide XLA:CPU's and oneDNN's kernels (x86, then Arm), as /proc/cpuinfo spells them.
-ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
-             "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2", "bf16", "i8mm")  # fmt: skip
 
 
 # ---- host setup ---------------------------------------------------------------------------------
@@ -185,16 +184,7 @@ def _quiet_run(cmd: Sequence[str], **kw) -> str | None:
 
 def machine() -> dict[str, Any]:
     """CPU model, cores and the ISA flags of ISA_FLAGS it has (from /proc/cpuinfo on Linux)."""
-    model, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = (s.strip() for s in line.partition(":"))
-            if key in ("model name", "Model", "Hardware") and not model:
-                model = value
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:  # not Linux
-        pass
+    model, flags = cpu_info()
     return {
         "cpu_model": model or platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),

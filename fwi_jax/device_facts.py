@@ -47,14 +47,28 @@ class DeviceFacts:
         return f"{self.memory_bytes / 2**30:.1f} GiB" if self.memory_bytes else "unknown"
 
 
-def cpu_flags() -> set[str]:
+# CPU features that decide XLA:CPU's and oneDNN's kernels (x86, then Arm), as /proc/cpuinfo spells them.
+ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+             "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2", "bf16", "i8mm")  # fmt: skip
+
+
+def cpu_info() -> tuple[str, set[str]]:
+    """(CPU model name, feature flags) from /proc/cpuinfo; ("", set()) where there is none."""
+    model, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
+            key, _, value = (s.strip() for s in line.partition(":"))
+            if key in ("model name", "Model", "Hardware") and not model:
+                model = value
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux
         pass
-    return set()
+    return model, flags
+
+
+def cpu_flags() -> set[str]:
+    return cpu_info()[1]
 
 
 def _host_memory() -> int | None:

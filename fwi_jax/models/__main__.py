@@ -2,18 +2,26 @@
 
 python -m fwi_jax.models [--model inversionnet|velocitygan] [--dims openfwi|narrow|small|tiny|d1,d2,d3,d4,d5]
                          [--shots 5 --time 1000 --receivers 70 --output 70x70]
+python -m fwi_jax.models tune --config CONFIG [--batch B]   # pick each conv's form on this CPU (models/tune.py)
 
 For velocitygan: the generator's table (an InversionNet of --dims), then the critic's.
 """
 
 from __future__ import annotations
 
+import sys
+
 from fwi_jax.cli import ArgumentParser
+from fwi_jax.models import tune
 from fwi_jax.models.summary import format_table, layer_table, module_table
 from fwi_jax.models.velocitygan import Critic
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tune"]:
+        tune.main(argv[1:])
+        return
     p = ArgumentParser(prog="python -m fwi_jax.models", description=__doc__.split("\n")[1])
     p.add_argument("--model", default="inversionnet", choices=("inversionnet", "velocitygan"))
     p.add_argument("--dims", default="openfwi", help="width preset or 5 comma-separated ints")

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fwi_jax.models import conv_tuning
+
 Padding = Sequence[tuple[int, int]]
 IMPLS = ("auto", "xla", "einsum")
 
@@ -278,18 +280,43 @@ def conv(
     time_axis = kernel[1] == 1 and kernel[0] > 1
     covers_input = all(tuple(p) == (0, 0) for p in padding) and tuple(in_shape[1:3]) == tuple(kernel)
     wide = train and in_shape[-1] >= 128
-    if (time_axis or covers_input or wide or impl == "einsum") and use_einsum_convs(impl):
+    matmul = (time_axis or covers_input or wide or impl == "einsum") and use_einsum_convs(impl)
+    matmul = _tuned(matmul, impl, "conv", in_shape, features, kernel, strides, padding, train, layer_args)
+    if matmul:
         return EinsumConv(features, kernel, padding, strides=strides, **layer_args)
     return nn.Conv(features, kernel, strides, padding=tuple(padding), param_dtype=jnp.float32, **layer_args)
 
 
+def _tuned(rule: bool, impl: str, kind: str, in_shape, features, kernel, strides, padding, train, layer_args) -> bool:
+    """The shape rule's choice (matrix-product form or not), unless this CPU measured the layer
+    (`conv_tuning`: ``python -m fwi_jax.models tune``); only for conv_impl="auto" on a CPU."""
+    layer = conv_tuning.spec(kind, in_shape, features, kernel, strides, padding,
+                             layer_args.get("dtype", jnp.float32), train)  # fmt: skip
+    form = conv_tuning.tuned_form(layer)  # also records the layer for the tuner
+    if impl != "auto" or jax.default_backend() != "cpu" or form is None:
+        return rule
+    return form == "matmul"
+
+
 def conv_transpose(
-    features: int, kernel: tuple[int, int], strides: tuple[int, int], padding: Padding, *, impl: str, **layer_args
+    features: int,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    padding: Padding,
+    in_shape: tuple[int, ...],
+    *,
+    train: bool,
+    impl: str,
+    **layer_args,
 ) -> nn.Module:
     """The ConvTranspose2d of a block: sub-pixel phases on CPU for stride 2, XLA's otherwise.
 
     ``padding`` is Flax's (of the dilated input), not PyTorch's argument; ``layer_args`` as `conv`'s.
     """
-    if tuple(strides) == (2, 2) and use_einsum_convs(impl):
+    matmul = tuple(strides) == (2, 2) and use_einsum_convs(impl)
+    if tuple(strides) == (2, 2):  # the sub-pixel form exists for stride 2 only
+        matmul = _tuned(matmul, impl, "conv_transpose", in_shape, features, kernel, strides, padding, train,
+                        layer_args)  # fmt: skip
+    if matmul:
         return EinsumConvTranspose(features, kernel, padding, **layer_args)
     return nn.ConvTranspose(features, kernel, strides, padding=padding, param_dtype=jnp.float32, **layer_args)

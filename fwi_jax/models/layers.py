@@ -118,7 +118,7 @@ class DeconvBlock(nn.Module):
         flax_padding = tuple((k - 1 - p, k - 1 - p) for k, p in zip(self.kernel, self.padding, strict=True))
         init = dict(kernel_init=torch_deconv_kernel_init, bias_init=torch_bias_init(fan_in))
         deconv = cpu_convs.conv_transpose(
-            self.features, self.kernel, self.strides, flax_padding, impl=self.conv_impl,
+            self.features, self.kernel, self.strides, flax_padding, x.shape, train=train, impl=self.conv_impl,
             dtype=self.dtype, name=DECONV_NAME, **init,
         )  # fmt: skip
         x = deconv(x)

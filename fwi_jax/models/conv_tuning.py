@@ -1,0 +1,145 @@
+"""Convolution forms chosen by measurement on this CPU: the cache and its lookup.
+
+A form that wins on one CPU can lose on another (the matrix-product forms of `cpu_convs` were chosen
+on an AVX2 machine). `fwi_jax.models.tune` times each convolution of a model in both forms ("xla":
+XLA's own convolution; "matmul": the matrix-product form of `cpu_convs`) at the run's batch and
+records the faster one in ``<cache root>/conv_forms.json`` under a machine key (CPU model, ISA
+flags, jax and jaxlib versions) and a layer key (kind, input shape, features, kernel, strides,
+padding, dtype, train). `cpu_convs.conv` / `conv_transpose` look each layer up when
+``conv_impl="auto"`` runs on a CPU; a layer without an entry keeps the shape rules, so nothing
+changes until a machine is tuned. A cache that cannot be read, or an entry naming no known form, is
+ignored with one warning, never an error. Every form has the same parameters and numbers
+(tests/test_models.py): a choice changes speed only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import jax
+
+from fwi_jax import fileio, paths
+from fwi_jax.device_facts import ISA_FLAGS, cpu_info
+
+FORMS = ("xla", "matmul")
+CACHE_NAME = "conv_forms.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """A convolution as `cpu_convs` builds it: what decides its speed."""
+
+    kind: str  # "conv" or "conv_transpose"
+    in_shape: tuple[int, ...]  # (B, H, W, C) as traced
+    features: int
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    padding: tuple[tuple[int, int], ...]  # Flax's
+    dtype: str
+    train: bool
+
+    @property
+    def key(self) -> str:
+        def dims(t):
+            return "x".join(str(int(n)) for n in t)
+
+        pad = ",".join(f"{lo}:{hi}" for lo, hi in self.padding)
+        return (
+            f"{self.kind} in={dims(self.in_shape)} out={self.features} k={dims(self.kernel)} "
+            f"s={dims(self.strides)} p={pad} {self.dtype} {'train' if self.train else 'infer'}"
+        )
+
+
+def spec(kind: str, in_shape, features: int, kernel, strides, padding, dtype, train: bool) -> LayerSpec:
+    return LayerSpec(
+        kind,
+        tuple(int(n) for n in in_shape),
+        int(features),
+        tuple(int(k) for k in kernel),
+        tuple(int(s) for s in strides),
+        tuple((int(lo), int(hi)) for lo, hi in padding),
+        jax.numpy.dtype(dtype).name,
+        bool(train),
+    )
+
+
+def cache_path() -> Path:
+    return paths.cache_root() / CACHE_NAME
+
+
+def machine_key() -> str:
+    """What decides which form is faster: the CPU, its vector units and the compiler's version."""
+    import jaxlib
+
+    model, flags = cpu_info()
+    isa = "+".join(f for f in ISA_FLAGS if f in flags) or "-"
+    return f"{model or 'unknown CPU'} | {isa} | jax {jax.__version__} | jaxlib {jaxlib.__version__}"
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: str, mtime_ns: int) -> dict:
+    del mtime_ns  # part of the lru key: a rewritten file is read again
+    try:
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
+            raise ValueError("expected an object with 'machines'")
+        return data
+    except (OSError, ValueError) as e:
+        warnings.warn(
+            f"{path}: the convolution-form cache is unreadable ({e}); ignored, the shape rules apply. "
+            "`python -m fwi_jax.models tune --config CONFIG` rebuilds it.",
+            stacklevel=2,
+        )
+        return {"machines": {}}
+
+
+def load(path: Path | None = None) -> dict:
+    """The whole cache ({"machines": {machine key: {layer key: entry}}}); empty when there is none."""
+    path = path or cache_path()
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return {"machines": {}}
+    return _read(str(path), mtime)
+
+
+_RECORDERS: list[list[LayerSpec]] = []
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[LayerSpec]]:
+    """The layers `cpu_convs` builds (on any backend) while a model is traced inside this block."""
+    _RECORDERS.append([])
+    try:
+        yield _RECORDERS[-1]
+    finally:
+        _RECORDERS.pop()
+
+
+def tuned_form(layer: LayerSpec) -> str | None:
+    """The form measured fastest for this layer on this machine, or None (no cache, no entry)."""
+    for recorder in _RECORDERS:
+        recorder.append(layer)
+    entry = load()["machines"].get(machine_key(), {}).get(layer.key)
+    if entry is None:
+        return None
+    form = entry.get("form") if isinstance(entry, dict) else None
+    if form not in FORMS:
+        warnings.warn(f"{cache_path()}: the entry for {layer.key!r} names no known form ({form!r}); ignored",
+                      stacklevel=2)  # fmt: skip
+        return None
+    return form
+
+
+def save(entries: dict[str, dict], path: Path | None = None) -> Path:
+    """Merge ``entries`` (layer key -> {"form", "ms"}) into this machine's part of the cache, atomically."""
+    path = path or cache_path()
+    data = {"machines": {k: dict(v) for k, v in load(path)["machines"].items() if isinstance(v, dict)}}
+    data["machines"].setdefault(machine_key(), {}).update(entries)
+    return fileio.atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))

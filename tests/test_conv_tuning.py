@@ -1,0 +1,70 @@
+"""Convolution forms chosen by measurement (fwi_jax.models.conv_tuning, tune): the tuner times every
+layer and caches a form per machine; the cache decides `conv_impl="auto"` on a CPU; a corrupt, stale
+or odd cache is ignored with a note, never an error."""
+
+import json
+
+import flax.linen as nn
+import pytest
+
+from fwi_jax.config import quickstart_config
+from fwi_jax.models import build_model, conv_tuning, cpu_convs, tune
+from fwi_jax.models.__main__ import main as models_main
+
+TIME_AXIS = dict(features=8, kernel=(3, 1), strides=(1, 1), padding=((1, 1), (0, 0)), in_shape=(2, 250, 70, 8))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache folder of this test's own: the session's cache must not change other tests' forms."""
+    monkeypatch.setenv("FWI_JAX_CACHE", str(tmp_path))
+    return tmp_path / conv_tuning.CACHE_NAME
+
+
+def built(impl="auto"):
+    return cpu_convs.conv(**TIME_AXIS, train=True, impl=impl)
+
+
+def key():
+    return conv_tuning.spec("conv", TIME_AXIS["in_shape"], 8, (3, 1), (1, 1), ((1, 1), (0, 0)), "float32", True).key
+
+
+def test_the_tuner_times_every_layer_and_its_choices_are_used(cache):
+    rows = tune.tune(quickstart_config("smoke"), batch=2, train=False, reps=1, progress=False)  # forward: lean
+    entries = json.loads(cache.read_text())["machines"][conv_tuning.machine_key()]
+    assert len(rows) == len(entries) == 25  # InversionNet's 25 convolutions, each measured in both forms
+    for row in rows:
+        assert row["form"] == min(conv_tuning.FORMS, key=lambda f, row=row: row[f"{f}_ms"])
+        assert entries[row["layer"]]["form"] == row["form"]
+    # Tracing the model again looks every layer up and finds the measured form.
+    layers = tune.model_layers(build_model("inversionnet", "tiny", (70, 70)), (1000, 70, 5), 2, train=False)
+    assert [conv_tuning.tuned_form(layer) for layer in layers] == [row["form"] for row in rows]
+
+
+def test_a_cached_form_overrides_the_shape_rule_for_auto_on_cpu_only(cache):
+    assert isinstance(built(), cpu_convs.EinsumConv)  # the rule: time-axis convs as matrix products
+    conv_tuning.save({key(): {"form": "xla", "ms": {"xla": 1.0, "matmul": 2.0}}})
+    assert isinstance(built(), nn.Conv)
+    assert isinstance(built("einsum"), cpu_convs.EinsumConv)  # an explicit impl is never overridden
+    conv_tuning.save({key(): {"form": "matmul", "ms": {"xla": 2.0, "matmul": 1.0}}})  # rewritten: read again
+    assert isinstance(built(), cpu_convs.EinsumConv)
+
+
+def test_a_corrupt_stale_or_odd_cache_is_ignored_with_a_note(cache):
+    cache.write_text('{"machines": {"')  # torn
+    with pytest.warns(UserWarning, match="unreadable.*the shape rules apply.*tune"):
+        assert isinstance(built(), cpu_convs.EinsumConv)
+    cache.write_text(json.dumps({"machines": {"another CPU | avx2 | jax 0.1": {key(): {"form": "xla"}}}}))
+    assert isinstance(built(), cpu_convs.EinsumConv)  # another machine's (or jax version's) entry: not ours
+    cache.write_text(json.dumps({"machines": {conv_tuning.machine_key(): {key(): {"form": "winograd"}}}}))
+    with pytest.warns(UserWarning, match="names no known form"):
+        assert isinstance(built(), cpu_convs.EinsumConv)
+    conv_tuning.save({key(): {"form": "xla", "ms": {}}})  # saving over an odd cache keeps what is readable
+    assert isinstance(built(), nn.Conv)
+
+
+def test_the_tune_command_reports_a_bad_config_in_one_line(cache, capsys):
+    with pytest.raises(SystemExit) as e:
+        models_main(["tune", "--config", "configs/nosuch.py"])
+    assert e.value.code == 2 and "error: the config configs/nosuch.py failed to load" in capsys.readouterr().err
+    assert not cache.exists()

@@ -64,16 +64,21 @@ def _steps_padded(x: jax.Array, nt: int, total: int) -> jax.Array:
     return jnp.pad(x[:nt], [(0, total - nt)] + [(0, 0)] * (x.ndim - 1))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _simulate(scheme, nt: int, unroll: int, params: dict, consts: dict, wavelet: jax.Array) -> jax.Array:
-    """Receiver data (nt, lanes, R) of ``scheme``; reverse mode by its adjoint (see above)."""
-    ctx = scheme.prepare(params, consts)
+def _recording(scheme, ctx):
+    """``scheme``'s time step as a scan body: (state, w_t) -> (state, receiver record)."""
 
     def step(c, w_t):
         c, rec, _ = scheme.step(ctx, c, w_t, False)
         return c, rec
 
-    _, rec = lax.scan(step, scheme.init(ctx), wavelet[:nt], unroll=unroll)
+    return step
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _simulate(scheme, nt: int, unroll: int, params: dict, consts: dict, wavelet: jax.Array) -> jax.Array:
+    """Receiver data (nt, lanes, R) of ``scheme``; reverse mode by its adjoint (see above)."""
+    ctx = scheme.prepare(params, consts)
+    _, rec = lax.scan(_recording(scheme, ctx), scheme.init(ctx), wavelet[:nt], unroll=unroll)
     return rec
 
 
@@ -81,13 +86,9 @@ def _simulate_fwd(scheme, nt, unroll, params, consts, wavelet):
     ctx = scheme.prepare(params, consts)
     outer, inner = _segments(nt)
 
-    def step(c, w_t):
-        c, rec, _ = scheme.step(ctx, c, w_t, False)
-        return c, rec
-
     def segment(c, w_seg):
         snap = scheme.snapshot(c)  # the state this segment starts from: the backward pass rebuilds it
-        c, rec = lax.scan(step, c, w_seg, unroll=unroll)
+        c, rec = lax.scan(_recording(scheme, ctx), c, w_seg, unroll=unroll)
         return c, (snap, rec)
 
     w = _steps_padded(wavelet, nt, outer * inner).reshape(outer, inner)
@@ -128,9 +129,4 @@ def run(scheme, params: dict, consts: dict, wavelet: jax.Array, nt: int, unroll:
     if gradient == "adjoint":
         return _simulate(scheme, nt, unroll, params, consts, wavelet)
     ctx = scheme.prepare(params, consts)
-
-    def step(c, w_t):
-        c, rec, _ = scheme.step(ctx, c, w_t, False)
-        return c, rec
-
-    return time_loop(step, scheme.init(ctx), wavelet, nt, unroll)
+    return time_loop(_recording(scheme, ctx), scheme.init(ctx), wavelet, nt, unroll)

@@ -31,6 +31,7 @@ from _harness import prepare_host
 prepare_host(__name__)  # first: as `python -m fwi_jax.train` runs
 
 # ruff: noqa: E402
+import jax
 from _harness import Col, print_table, write_results
 
 from fwi_jax import inference
@@ -76,8 +77,10 @@ def train_row(name: str, config, workdir: Path) -> dict:
     vals = [r["mae_norm"] for r in records if r.get("split") == "val" and "mae_norm" in r]
     init = next((r for r in records if r.get("split") == "init_from"), {})
     row = {"run": name, "steps": summary["step"], "train_s": seconds, "best_val_mae_norm": min(vals, default=None)}
-    row["trainable_params"] = init.get("trainable_params")
-    return row | scored(inference.load(workdir, "latest"), config)
+    trained = inference.load(workdir, "latest")
+    every = sum(x.size for x in jax.tree.leaves(trained.state.params))  # from scratch: all of them train
+    row["trainable_params"] = init.get("trainable_params", every)
+    return row | scored(trained, config)
 
 
 def main() -> None:

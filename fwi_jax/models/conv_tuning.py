@@ -73,6 +73,7 @@ def cache_path() -> Path:
     return paths.cache_root() / CACHE_NAME
 
 
+@functools.cache
 def machine_key() -> str:
     """What decides which form is faster: the CPU, its vector units and the compiler's version."""
     import jaxlib
@@ -122,10 +123,14 @@ def recording() -> Iterator[list[LayerSpec]]:
         _RECORDERS.pop()
 
 
-def tuned_form(layer: LayerSpec) -> str | None:
-    """The form measured fastest for this layer on this machine, or None (no cache, no entry)."""
+def record(layer: LayerSpec) -> None:
+    """Note a layer `cpu_convs` builds, for every `recording()` block open."""
     for recorder in _RECORDERS:
         recorder.append(layer)
+
+
+def tuned_form(layer: LayerSpec) -> str | None:
+    """The form measured fastest for this layer on this machine, or None (no cache, no entry)."""
     entry = load()["machines"].get(machine_key(), {}).get(layer.key)
     if entry is None:
         return None

@@ -292,10 +292,11 @@ def _tuned(rule: bool, impl: str, kind: str, in_shape, features, kernel, strides
     (`conv_tuning`: ``python -m fwi_jax.models tune``); only for conv_impl="auto" on a CPU."""
     layer = conv_tuning.spec(kind, in_shape, features, kernel, strides, padding,
                              layer_args.get("dtype", jnp.float32), train)  # fmt: skip
-    form = conv_tuning.tuned_form(layer)  # also records the layer for the tuner
-    if impl != "auto" or jax.default_backend() != "cpu" or form is None:
+    conv_tuning.record(layer)  # for the tuner, which traces the model on any backend
+    if impl != "auto" or jax.default_backend() != "cpu":
         return rule
-    return form == "matmul"
+    form = conv_tuning.tuned_form(layer)
+    return rule if form is None else form == "matmul"
 
 
 def conv_transpose(

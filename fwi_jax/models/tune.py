@@ -97,7 +97,7 @@ def measure(layer: LayerSpec, reps: int = 5) -> dict[str, float]:
 
 def tune(config, batch: int = 0, train: bool = True, reps: int = 5, progress: bool = True) -> list[dict]:
     """Time every convolution of ``config``'s model on this machine, cache the faster forms, return
-    one row per layer (key, milliseconds per form, the choice, the shape rule's choice)."""
+    one row per layer (its key, milliseconds per form, the form chosen)."""
     m = config.model
     spec = get_dataset(config.data.dataset)
     model = build_model(m.name, m.dims, spec.velocity_shape[-2:], m.compute_dtype, "auto")

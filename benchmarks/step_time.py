@@ -1,7 +1,7 @@
 """Full-size InversionNet train step and inference: fwi_jax against the PyTorch implementation.
 
     python benchmarks/step_time.py [--batches 4 16] [--reps 3] [--steps 2] [--dtypes float32 bfloat16] [--no-torch]
-        [--dims openfwi|narrow|small|tiny]
+        [--dims openfwi|narrow|small|tiny] [--rules-too]
     python benchmarks/step_time.py --batches 2 --reps 1 --steps 1 --dtypes float32 --out /tmp/st.json  # a check
 
 About 10 minutes at the defaults on a 2-core CPU (each batch and dtype compiles for ~20 s; the
@@ -13,13 +13,16 @@ in the interpreter named by FWI_JAX_TORCH_PYTHON (e.g. a Python 3.11 venv with t
 Reports compile time, median step time, samples/s, GFLOP/s (XLA's cost analysis and the
 analytic count: 4.19 GFLOP per sample forward, ~3x for a train step), the fraction of this
 machine's measured fp32 matmul peak, and the fwi_jax / PyTorch time ratio (_harness.Ratio: the
-median and range of the per-round ratios of each round's median step). Prints a table and writes
+median and range of the per-round ratios of each round's median step). With --rules-too the steps are
+also built with the shape rules alone (ignoring the convolution forms `python -m fwi_jax.models tune`
+cached for this CPU) and timed in the same rounds: the tuning's gain as a ratio. Prints a table and writes
 benchmarks/results/step_time.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import time
@@ -42,7 +45,7 @@ from fwi_jax import parallel, torchenv
 from fwi_jax.config import default_config
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.device_facts import describe
-from fwi_jax.models import PRESETS
+from fwi_jax.models import PRESETS, conv_tuning
 from fwi_jax.training.steps import input_shape, make_steps
 
 HERE = Path(__file__).resolve().parent
@@ -68,6 +71,17 @@ COLUMNS = [
     Col("PyTorch (s)", "torch_s", "{:.3f}"),
     ratio_col("fwi_jax / PyTorch (range over rounds)"),
 ]
+RULES_COLUMNS = [  # with --rules-too
+    Col("shape rules (s)", "rules_s", "{:.3f}"),
+    Col(
+        "tuned / rules",
+        lambda r: (
+            f"{r['tuned_vs_rules']:.2f}x ({r['tuned_vs_rules_min']:.2f}-{r['tuned_vs_rules_max']:.2f})"
+            if r.get("rules_s")
+            else None
+        ),
+    ),  # fmt: skip
+]
 
 
 def jax_matmul_peak(n: int = 2048, dtype: str = "float32") -> float:
@@ -85,7 +99,11 @@ def jax_matmul_peak(n: int = 2048, dtype: str = "float32") -> float:
 class JaxSide:
     """The trainer's own jitted train step and predict step on one device."""
 
-    def __init__(self, batch: int, dtype: str, dims: str = "openfwi"):
+    def __init__(self, batch: int, dtype: str, dims: str = "openfwi", rules: bool = False):
+        with conv_tuning.ignoring_cache() if rules else contextlib.nullcontext():  # forms fixed at compile
+            self._build(batch, dtype, dims)
+
+    def _build(self, batch: int, dtype: str, dims: str) -> None:
         spec = get_dataset("flatvel-a")
         c = default_config()
         c.model.compute_dtype, c.model.dims = dtype, dims
@@ -172,6 +190,9 @@ def main() -> None:
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], help="fwi_jax compute dtypes")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--dims", default="openfwi", choices=sorted(PRESETS), help="widths (openfwi: the reference's)")
+    p.add_argument("--rules-too", action="store_true",
+                   help="also time the steps built with the shape rules only (ignoring the forms `python -m "
+                        "fwi_jax.models tune` cached for this CPU), alternating: what the tuning gains")  # fmt: skip
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args()
     jax.config.update("jax_compilation_cache_dir", "")  # compile times measured cold
@@ -186,6 +207,7 @@ def main() -> None:
         peaks[dtype] = {"jax": ours, "torch": theirs}
         print(f"{dtype} matmul peak ({n}^3): jax {ours:.0f} GFLOP/s" + (f", torch {theirs:.0f}" if theirs else ""))
     rows = []
+    columns = COLUMNS + (RULES_COLUMNS if a.rules_too else [])
 
     def title() -> str:
         size = "24.4 M params" if a.dims == "openfwi" else f"{a.dims} widths"
@@ -202,6 +224,13 @@ def main() -> None:
             js.train(1)
             js.infer(1)
             sides = {("fwi_jax", kind): functools.partial(getattr(js, kind), a.steps) for kind in ("train", "infer")}
+            if a.rules_too:
+                rules = JaxSide(b, dtype, a.dims, rules=True)
+                rules.train(1)
+                rules.infer(1)
+                sides |= {
+                    ("rules", kind): functools.partial(getattr(rules, kind), a.steps) for kind in ("train", "infer")
+                }
             if torch_setup:
                 for kind in ("train", "infer"):
                     sides["torch", kind] = lambda kind=kind: torch_side.side.ask(kind, n=a.steps)["times"]
@@ -235,6 +264,10 @@ def main() -> None:
                         else None
                     ),
                 }
+                if ("rules", kind) in rounds:
+                    tuned = Ratio.of(rounds["fwi_jax", kind], rounds["rules", kind])
+                    row |= {"rules_s": median(sum(rounds["rules", kind], [])), "tuned_vs_rules": tuned.median,
+                            "tuned_vs_rules_min": tuned.min, "tuned_vs_rules_max": tuned.max}  # fmt: skip
                 if ("torch", kind) in rounds:
                     tmed = median(sum(rounds["torch", kind], []))
                     row |= {"torch_s": tmed, "torch_first_step_s": torch_setup["first_step_s"]}
@@ -244,12 +277,13 @@ def main() -> None:
                 print(
                     f"  {kind}: fwi_jax {med:.3f} s" + (f", torch {row['torch_s']:.3f} s" if "torch_s" in row else "")
                 )
-            del js, sides  # frees this model before the next compiles
+            del js, sides  # frees this model (and the rules' one) before the next compiles
+            rules = None
             # Written after each batch and dtype: a part stopped at its time limit keeps its rows.
             results = {"rows": rows, "peak_gflops": peaks, "torch_skipped": torch_side.skipped}
-            write_results(a.out, results, [title(), ""] + table_lines(rows, COLUMNS), args=a)
+            write_results(a.out, results, [title(), ""] + table_lines(rows, columns), args=a)
     torch_side.close()
-    table = print_table(rows, COLUMNS, title())
+    table = print_table(rows, columns, title())
     write_results(a.out, {"rows": rows, "peak_gflops": peaks, "torch_skipped": torch_side.skipped}, table, args=a)
 
 

@@ -29,15 +29,30 @@ def key():
     return conv_tuning.spec("conv", TIME_AXIS["in_shape"], 8, (3, 1), (1, 1), ((1, 1), (0, 0)), "float32", True).key
 
 
+def conv_tuning_layers():
+    return tune.model_layers(build_model("inversionnet", "tiny", (70, 70)), (1000, 70, 5), 2, train=False)
+
+
 def test_the_tuner_times_every_layer_and_its_choices_are_used(cache):
     rows = tune.tune(quickstart_config("smoke"), batch=2, train=False, reps=1, progress=False)  # forward: lean
     entries = json.loads(cache.read_text())["machines"][conv_tuning.machine_key()]
-    assert len(rows) == len(entries) == 25  # InversionNet's 25 convolutions, each measured in both forms
-    for row in rows:
-        assert row["form"] == min(conv_tuning.FORMS, key=lambda f, row=row: row[f"{f}_ms"])
+    assert len(rows) == len(entries) == 25  # InversionNet's 25 convolutions, each measured in its candidate forms
+    for row, layer in zip(rows, conv_tuning_layers(), strict=True):
+        forms = conv_tuning.candidates(layer)
+        assert [f for f in conv_tuning.FORMS if f"{f}_ms" in row] == list(forms)
+        assert row["form"] == min(forms, key=lambda f, row=row: row[f"{f}_ms"])
         assert entries[row["layer"]]["form"] == row["form"]
+    # Stride-1 convolutions also try one full im2col product, and training XLA's forward with the
+    # matrix-product gradients; transposed convolutions and convblock8 have two forms.
+    assert {len(conv_tuning.candidates(layer)) for layer in conv_tuning_layers()} == {2, 3}
+    trained = tune.model_layers(build_model("inversionnet", "tiny", (70, 70)), (1000, 70, 5), 2, train=True)
+    assert {conv_tuning.candidates(layer) for layer in trained} == {
+        ("xla", "matmul"),
+        ("xla", "matmul", "hybrid"),
+        ("xla", "matmul", "im2col", "hybrid"),
+    }
     # Tracing the model again looks every layer up and finds the measured form.
-    layers = tune.model_layers(build_model("inversionnet", "tiny", (70, 70)), (1000, 70, 5), 2, train=False)
+    layers = conv_tuning_layers()
     assert [conv_tuning.tuned_form(layer) for layer in layers] == [row["form"] for row in rows]
 
 
@@ -47,7 +62,11 @@ def test_a_cached_form_overrides_the_shape_rule_for_auto_on_cpu_only(cache):
     assert isinstance(built(), nn.Conv)
     assert isinstance(built("einsum"), cpu_convs.EinsumConv)  # an explicit impl is never overridden
     conv_tuning.save({key(): {"form": "matmul", "ms": {"xla": 2.0, "matmul": 1.0}}})  # rewritten: read again
-    assert isinstance(built(), cpu_convs.EinsumConv)
+    assert isinstance(built(), cpu_convs.EinsumConv) and built().stride1 == "shifted"
+    conv_tuning.save({key(): {"form": "im2col", "ms": {"xla": 2.0, "matmul": 1.5, "im2col": 1.0}}})
+    assert isinstance(built(), cpu_convs.EinsumConv) and built().stride1 == "im2col"
+    conv_tuning.save({key(): {"form": "hybrid", "ms": {}}})  # XLA's forward, the matrix-product gradients
+    assert isinstance(built(), cpu_convs.EinsumConv) and built().forward == "xla"
 
 
 def test_a_corrupt_stale_or_odd_cache_is_ignored_with_a_note(cache):

@@ -120,13 +120,16 @@ def test_decoder_crop_is_centered():
 )
 def test_einsum_conv_equals_xla_conv_values_and_gradients(kernel, strides, padding, shape):
     x = jnp.asarray(np.random.default_rng(2).normal(size=shape), jnp.float32)
-    ref, mine = nn.Conv(6, kernel, strides, padding=padding), EinsumConv(6, kernel, padding, strides=strides)
+    ref = nn.Conv(6, kernel, strides, padding=padding)
     v = ref.init(jax.random.key(1), x)
-    np.testing.assert_allclose(mine.apply(v, x), ref.apply(v, x), atol=2e-5)
     g_ref = jax.grad(lambda v, x: jnp.sum(ref.apply(v, x) ** 2), argnums=(0, 1))(v, x)
-    g_mine = jax.grad(lambda v, x: jnp.sum(mine.apply(v, x) ** 2), argnums=(0, 1))(v, x)
-    for a, b in zip(jax.tree.leaves(g_mine), jax.tree.leaves(g_ref), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    # The forms the tuner chooses between: shifted products or im2col at stride 1, XLA's forward.
+    for stride1, forward in (("shifted", "matmul"), ("im2col", "matmul"), ("shifted", "xla")):
+        mine = EinsumConv(6, kernel, padding, strides=strides, stride1=stride1, forward=forward)
+        np.testing.assert_allclose(mine.apply(v, x), ref.apply(v, x), atol=2e-5)
+        g_mine = jax.grad(lambda v, x, mine=mine: jnp.sum(mine.apply(v, x) ** 2), argnums=(0, 1))(v, x)
+        for a, b in zip(jax.tree.leaves(g_mine), jax.tree.leaves(g_ref), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(

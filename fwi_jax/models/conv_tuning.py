@@ -1,8 +1,10 @@
 """Convolution forms chosen by measurement on this CPU: the cache and its lookup.
 
 A form that wins on one CPU can lose on another (the matrix-product forms of `cpu_convs` were chosen
-on an AVX2 machine). `fwi_jax.models.tune` times each convolution of a model in both forms ("xla":
-XLA's own convolution; "matmul": the matrix-product form of `cpu_convs`) at the run's batch and
+on an AVX2 machine). `fwi_jax.models.tune` times each convolution of a model in its candidate forms ("xla": XLA's own
+convolution; "matmul": the matrix-product form of `cpu_convs`; "im2col": for stride-1 convolutions,
+one full im2col product instead of the shifted products; "hybrid": XLA's forward with the
+matrix-product form's gradients; see `candidates`) at the run's batch and
 records the faster one in ``<cache root>/conv_forms.json`` under a machine key (CPU model, ISA
 flags, jax and jaxlib versions) and a layer key (kind, input shape, features, kernel, strides,
 padding, dtype, train). `cpu_convs.conv` / `conv_transpose` look each layer up when
@@ -27,7 +29,7 @@ import jax
 from fwi_jax import fileio, paths
 from fwi_jax.device_facts import ISA_FLAGS, cpu_info
 
-FORMS = ("xla", "matmul")
+FORMS = ("xla", "matmul", "im2col", "hybrid")
 CACHE_NAME = "conv_forms.json"
 
 
@@ -54,6 +56,17 @@ class LayerSpec:
             f"{self.kind} in={dims(self.in_shape)} out={self.features} k={dims(self.kernel)} "
             f"s={dims(self.strides)} p={pad} {self.dtype} {'train' if self.train else 'infer'}"
         )
+
+
+def candidates(layer: LayerSpec) -> tuple[str, ...]:
+    """The forms that differ for this layer: XLA's and the matrix-product form for every layer; for a
+    conv that does not cover its input also, at stride 1, one full im2col product (the
+    matrix-product form is then shifted products) and, in training, XLA's forward with the
+    matrix-product form's gradients ("hybrid")."""
+    covers = all(p == (0, 0) for p in layer.padding) and layer.in_shape[1:3] == layer.kernel
+    if layer.kind != "conv" or covers:
+        return FORMS[:2]
+    return FORMS[:2] + ("im2col",) * (layer.strides == (1, 1)) + ("hybrid",) * layer.train
 
 
 def spec(kind: str, in_shape, features: int, kernel, strides, padding, dtype, train: bool) -> LayerSpec:
@@ -129,13 +142,29 @@ def record(layer: LayerSpec) -> None:
         recorder.append(layer)
 
 
+_IGNORED: list[bool] = []
+
+
+@contextlib.contextmanager
+def ignoring_cache() -> Iterator[None]:
+    """Models traced inside this block take the shape rules, as on an untuned machine (benchmarks
+    compare the two in one process)."""
+    _IGNORED.append(True)
+    try:
+        yield
+    finally:
+        _IGNORED.pop()
+
+
 def tuned_form(layer: LayerSpec) -> str | None:
     """The form measured fastest for this layer on this machine, or None (no cache, no entry)."""
+    if _IGNORED:
+        return None
     entry = load()["machines"].get(machine_key(), {}).get(layer.key)
     if entry is None:
         return None
     form = entry.get("form") if isinstance(entry, dict) else None
-    if form not in FORMS:
+    if form not in candidates(layer):
         warnings.warn(f"{cache_path()}: the entry for {layer.key!r} names no known form ({form!r}); ignored",
                       stacklevel=2)  # fmt: skip
         return None

@@ -10,6 +10,7 @@ between backends. GPUs and TPUs use XLA's own convolutions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -58,7 +59,7 @@ def _patch_matmul_bwd(res, g: jax.Array):
     patches, kernel = res
     lead = tuple(range(patches.ndim - 1))
     d_patches = jnp.einsum("...o,ko->...k", g, kernel)
-    d_kernel = jax.lax.dot_general(patches, g, ((lead, lead), ((), ())))
+    d_kernel = jax.lax.dot_general(patches, g, ((lead, lead), ((), ())), preferred_element_type=jnp.float32)
     return d_patches, d_kernel.astype(kernel.dtype)
 
 
@@ -91,6 +92,8 @@ class EinsumConv(_MatmulForm):
     """
 
     strides: tuple[int, int] = (1, 1)
+    stride1: str = "shifted"  # stride-1 convs as "shifted" products or one full "im2col" product
+    forward: str = "matmul"  # "xla": XLA's convolution forward, this form only for the gradients
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -100,12 +103,49 @@ class EinsumConv(_MatmulForm):
         if padded == (kh, kw):  # the kernel covers the input (convblock8): a plain dense layer
             x = jnp.pad(x, ((0, 0), tuple(self.padding[0]), tuple(self.padding[1]), (0, 0)))
             return (x.reshape(x.shape[0], -1) @ kernel.reshape(-1, self.features) + bias)[:, None, None, :]
-        if tuple(self.strides) == (1, 1):
-            return _shifted_products(x, kernel, self.padding) + bias
-        x = jnp.pad(x, ((0, 0), tuple(self.padding[0]), tuple(self.padding[1]), (0, 0)))
-        out = tuple((n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.strides, strict=True))
-        taps = _taps(x, self.kernel, self.strides, out)
-        return patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), kernel.reshape(-1, self.features)) + bias
+        plan = (tuple(self.strides), tuple(tuple(p) for p in self.padding), self.stride1)
+        if self.forward == "xla":
+            return _xla_forward(x, kernel, plan) + bias
+        return _matmul_conv(x, kernel, plan) + bias
+
+
+def _matmul_conv(x: jax.Array, kernel: jax.Array, plan: tuple) -> jax.Array:
+    """A convolution (no bias) as matrix products: shifted products or im2col for stride 1 (``plan``'s
+    last entry), im2col + one product otherwise."""
+    strides, padding, stride1 = plan
+    if strides == (1, 1) and stride1 == "shifted":
+        return _shifted_products(x, kernel, padding)
+    x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    size = kernel.shape[:2]
+    out = tuple((n - k) // s + 1 for n, k, s in zip(x.shape[1:3], size, strides, strict=True))
+    taps = _taps(x, size, strides, out)
+    return patch_matmul(taps.reshape(taps.shape[:3] + (-1,)), kernel.reshape(-1, kernel.shape[-1]))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _xla_forward(x: jax.Array, kernel: jax.Array, plan: tuple) -> jax.Array:
+    """XLA's convolution forward, the matrix-product form's gradients (`_matmul_conv`).
+
+    On XLA:CPU a convolution's forward alone can be twice as fast as its matrix-product form (the
+    time-axis convs, batch 16) while its gradients are several times slower; this form takes the
+    faster side of each.
+    """
+    strides, padding, _ = plan
+    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _xla_forward_fwd(x, kernel, plan):
+    return _xla_forward(x, kernel, plan), (x, kernel)
+
+
+def _xla_forward_bwd(plan, res, g):
+    x, kernel = res
+    # The matrix-product form's own primal is unused here and removed by XLA: only its transposes run.
+    _, vjp = jax.vjp(lambda x, k: _matmul_conv(x, k, plan), x, kernel)
+    return vjp(g)
+
+
+_xla_forward.defvjp(_xla_forward_fwd, _xla_forward_bwd)
 
 
 def _shifted_products(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
@@ -281,22 +321,32 @@ def conv(
     covers_input = all(tuple(p) == (0, 0) for p in padding) and tuple(in_shape[1:3]) == tuple(kernel)
     wide = train and in_shape[-1] >= 128
     matmul = (time_axis or covers_input or wide or impl == "einsum") and use_einsum_convs(impl)
-    matmul = _tuned(matmul, impl, "conv", in_shape, features, kernel, strides, padding, train, layer_args)
-    if matmul:
-        return EinsumConv(features, kernel, padding, strides=strides, **layer_args)
-    return nn.Conv(features, kernel, strides, padding=tuple(padding), param_dtype=jnp.float32, **layer_args)
+    form = _tuned(matmul, impl, "conv", in_shape, features, kernel, strides, padding, train, layer_args)
+    return conv_form(form, features, kernel, strides, padding, **layer_args)
 
 
-def _tuned(rule: bool, impl: str, kind: str, in_shape, features, kernel, strides, padding, train, layer_args) -> bool:
-    """The shape rule's choice (matrix-product form or not), unless this CPU measured the layer
-    (`conv_tuning`: ``python -m fwi_jax.models tune``); only for conv_impl="auto" on a CPU."""
+def conv_form(form: str, features: int, kernel, strides, padding: Padding, **layer_args) -> nn.Module:
+    """A Conv2d in a named form (`conv_tuning.FORMS`): "xla", "matmul" (the matrix-product form),
+    "im2col" (stride 1 as one full im2col product instead of shifted products) or "hybrid" (XLA's
+    convolution forward, the matrix-product form's gradients)."""
+    if form == "xla":
+        return nn.Conv(features, kernel, strides, padding=tuple(padding), param_dtype=jnp.float32, **layer_args)
+    stride1 = "im2col" if form == "im2col" else "shifted"
+    forward = "xla" if form == "hybrid" else "matmul"
+    return EinsumConv(features, kernel, padding, strides=strides, stride1=stride1, forward=forward, **layer_args)
+
+
+def _tuned(rule: bool, impl: str, kind: str, in_shape, features, kernel, strides, padding, train, layer_args) -> str:
+    """The form of a layer: the shape rule's ("matmul" when ``rule``, else "xla"), unless this CPU
+    measured the layer (`conv_tuning`: ``python -m fwi_jax.models tune``); only for
+    conv_impl="auto" on a CPU."""
     layer = conv_tuning.spec(kind, in_shape, features, kernel, strides, padding,
                              layer_args.get("dtype", jnp.float32), train)  # fmt: skip
     conv_tuning.record(layer)  # for the tuner, which traces the model on any backend
+    ruled = "matmul" if rule else "xla"
     if impl != "auto" or jax.default_backend() != "cpu":
-        return rule
-    form = conv_tuning.tuned_form(layer)
-    return rule if form is None else form == "matmul"
+        return ruled
+    return conv_tuning.tuned_form(layer) or ruled
 
 
 def conv_transpose(
@@ -316,8 +366,9 @@ def conv_transpose(
     """
     matmul = tuple(strides) == (2, 2) and use_einsum_convs(impl)
     if tuple(strides) == (2, 2):  # the sub-pixel form exists for stride 2 only
-        matmul = _tuned(matmul, impl, "conv_transpose", in_shape, features, kernel, strides, padding, train,
-                        layer_args)  # fmt: skip
+        form = _tuned(matmul, impl, "conv_transpose", in_shape, features, kernel, strides, padding, train,
+                      layer_args)  # fmt: skip
+        matmul = form == "matmul"
     if matmul:
         return EinsumConvTranspose(features, kernel, padding, **layer_args)
     return nn.ConvTranspose(features, kernel, strides, padding=padding, param_dtype=jnp.float32, **layer_args)

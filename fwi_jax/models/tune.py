@@ -1,11 +1,13 @@
-"""Measure each convolution of a config's model in both forms on this CPU and cache the faster.
+"""Measure each convolution of a config's model in its candidate forms on this CPU and cache the fastest.
 
     python -m fwi_jax.models tune --config configs/quickstart.py [--batch 16] [--infer] [--reps 5]
 
 Every Conv / ConvTranspose that `cpu_convs` builds for the model at the batch given (default: the
 config's) is timed as its block runs it: the convolution, the reference's BatchNorm and LeakyReLU,
-forward and backward with respect to parameters and input (forward only with --infer), once as
-XLA's convolution and once as the matrix-product form, alternating rounds, median. The faster form
+forward and backward with respect to parameters and input (forward only with --infer), as XLA's
+convolution, as the matrix-product form and, where they differ from those, as one full im2col
+product (stride 1) and as XLA's forward with the matrix-product gradients (training)
+(`conv_tuning.candidates`), alternating rounds, median. The fastest form
 goes to the cache of `conv_tuning` for this machine; training and inference with
 ``model.conv_impl="auto"`` on this CPU then use it. A few minutes for the full-size network at batch
 16 on a 2-core CPU; rerun after upgrading jax (the cache is keyed by its version).
@@ -27,8 +29,8 @@ import numpy as np
 from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.models import build_model, conv_tuning
-from fwi_jax.models.conv_tuning import FORMS, LayerSpec
-from fwi_jax.models.cpu_convs import EinsumConv, EinsumConvTranspose
+from fwi_jax.models.conv_tuning import LayerSpec, candidates
+from fwi_jax.models.cpu_convs import EinsumConvTranspose, conv_form
 from fwi_jax.models.layers import TorchBatchNorm, activate
 
 
@@ -41,10 +43,8 @@ class _Block(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         s, dtype = self.layer, jnp.dtype(self.layer.dtype)
-        if s.kind == "conv" and self.form == "matmul":
-            conv = EinsumConv(s.features, s.kernel, s.padding, strides=s.strides, dtype=dtype)
-        elif s.kind == "conv":
-            conv = nn.Conv(s.features, s.kernel, s.strides, padding=s.padding, dtype=dtype, param_dtype=jnp.float32)
+        if s.kind == "conv":
+            conv = conv_form(self.form, s.features, s.kernel, s.strides, s.padding, dtype=dtype)
         elif self.form == "matmul":
             conv = EinsumConvTranspose(s.features, s.kernel, s.padding, dtype=dtype)
         else:
@@ -85,8 +85,8 @@ def _timer(layer: LayerSpec, form: str) -> Callable[[], object]:
 
 def measure(layer: LayerSpec, reps: int = 5) -> dict[str, float]:
     """Median milliseconds of each form, the forms alternating within each round."""
-    timers = {form: _timer(layer, form) for form in FORMS}
-    times: dict[str, list[float]] = {form: [] for form in FORMS}
+    timers = {form: _timer(layer, form) for form in candidates(layer)}
+    times: dict[str, list[float]] = {form: [] for form in timers}
     for _ in range(reps):
         for form, run in timers.items():
             t = time.perf_counter()
@@ -143,8 +143,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"tuning {config.model.dims} InversionNet convolutions at batch {a.batch or config.batch_size} on "
           f"{conv_tuning.machine_key()}", flush=True)  # fmt: skip
     rows = tune(config, a.batch, train=not a.infer, reps=a.reps)
-    matmul = sum(r["form"] == "matmul" for r in rows)
-    print(
-        f"{len(rows)} layers: {matmul} as matrix products, {len(rows) - matmul} as XLA convolutions; "
-        f"saved to {conv_tuning.cache_path()}"
-    )
+    chosen = ", ".join(f"{sum(r['form'] == f for r in rows)} {f}" for f in conv_tuning.FORMS)
+    print(f"{len(rows)} layers ({chosen}); saved to {conv_tuning.cache_path()}")

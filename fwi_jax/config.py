@@ -23,6 +23,9 @@ def default_config() -> ml_collections.ConfigDict:
             dims="openfwi",  # preset name (openfwi / narrow / small / tiny) or "d1,d2,d3,d4,d5"
             compute_dtype="float32",  # float32 | bfloat16 (params, BatchNorm and loss stay float32)
             conv_impl="auto",  # auto (einsum forms on CPU) | xla | einsum; same parameters either way
+            # On a CPU with conv_impl=auto: time each convolution's forms before the first compile and cache
+            # the fastest (what `python -m fwi_jax.models tune` does; a minute or so, once per machine)
+            tune_convs=False,
         )
     )
     c.data = ml_collections.ConfigDict(

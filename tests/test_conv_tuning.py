@@ -6,10 +6,12 @@ import json
 
 import flax.linen as nn
 import pytest
+from helpers import smoke_config
 
 from fwi_jax.config import quickstart_config
 from fwi_jax.models import build_model, conv_tuning, cpu_convs, tune
 from fwi_jax.models.__main__ import main as models_main
+from fwi_jax.training import loop, steps
 
 TIME_AXIS = dict(features=8, kernel=(3, 1), strides=(1, 1), padding=((1, 1), (0, 0)), in_shape=(2, 250, 70, 8))
 
@@ -54,6 +56,7 @@ def test_the_tuner_times_every_layer_and_its_choices_are_used(cache):
     # Tracing the model again looks every layer up and finds the measured form.
     layers = conv_tuning_layers()
     assert [conv_tuning.tuned_form(layer) for layer in layers] == [row["form"] for row in rows]
+    assert tune.tune(quickstart_config("smoke"), batch=2, train=False, progress=False, only_missing=True) == []
 
 
 def test_a_cached_form_overrides_the_shape_rule_for_auto_on_cpu_only(cache):
@@ -87,3 +90,26 @@ def test_the_tune_command_reports_a_bad_config_in_one_line(cache, capsys):
         models_main(["tune", "--config", "configs/nosuch.py"])
     assert e.value.code == 2 and "error: the config configs/nosuch.py failed to load" in capsys.readouterr().err
     assert not cache.exists()
+
+
+def test_tune_convs_measures_the_layers_a_training_run_traces_before_it_compiles(cache, cache_dir, tmp_path,
+                                                                                  monkeypatch, capsys):  # fmt: skip
+    events = []
+
+    def measure(layer, reps):  # the tuner's timings are tested above; fixed ones (XLA's fastest) keep this lean
+        events.append("measure")
+        return {f: 1.0 + i for i, f in enumerate(conv_tuning.candidates(layer))}
+
+    def make_steps(*args, **kwargs):
+        events.append("steps")
+        return steps.make_steps(*args, **kwargs)
+
+    monkeypatch.setattr(tune, "measure", measure)
+    monkeypatch.setattr(loop, "make_steps", make_steps)
+    with conv_tuning.recording() as traced:
+        summary = loop.train_and_evaluate(smoke_config(cache_dir, **{"model.tune_convs": True}), tmp_path / "run")
+    assert events == ["measure"] * 25 + ["steps"]  # every layer measured before the steps are built
+    assert "model.tune_convs: measured 25 convolutions" in capsys.readouterr().out
+    assert summary["train_step_compilations"] == 1
+    # The layers the run traced are the ones measured (same shapes): all found in the cache.
+    assert traced and {conv_tuning.tuned_form(layer) for layer in traced if layer.train} == {"xla"}

@@ -95,14 +95,20 @@ def measure(layer: LayerSpec, reps: int = 5) -> dict[str, float]:
     return {form: statistics.median(ts) for form, ts in times.items()}
 
 
-def tune(config, batch: int = 0, train: bool = True, reps: int = 5, progress: bool = True) -> list[dict]:
-    """Time every convolution of ``config``'s model on this machine, cache the faster forms, return
-    one row per layer (its key, milliseconds per form, the form chosen)."""
+def tune(config, batch: int = 0, train: bool = True, reps: int = 5, progress: bool = True,
+         only_missing: bool = False) -> list[dict]:  # fmt: skip
+    """Time every convolution of ``config``'s model on this machine (with ``only_missing``, those
+    without a cached form), cache the fastest forms, return one row per layer measured (its key,
+    milliseconds per form, the form chosen)."""
     m = config.model
     spec = get_dataset(config.data.dataset)
     model = build_model(m.name, m.dims, spec.velocity_shape[-2:], m.compute_dtype, "auto")
     nhwc = (spec.time_samples, spec.receivers, spec.shots)  # one seismic sample as the network reads it
     layers = model_layers(model, nhwc, batch or config.batch_size, train)
+    if only_missing:
+        layers = [layer for layer in layers if conv_tuning.tuned_form(layer) is None]
+    if not layers:
+        return []
     rows, entries = [], {}
     for i, layer in enumerate(layers, 1):
         ms = measure(layer, reps)
@@ -114,6 +120,23 @@ def tune(config, batch: int = 0, train: bool = True, reps: int = 5, progress: bo
                   + f" -> {form}", flush=True)  # fmt: skip
     conv_tuning.save(entries)
     return rows
+
+
+def tune_for_training(config) -> None:
+    """``model.tune_convs``: before a training run compiles, measure the convolutions of its model that
+    this CPU has no cached form for (the first run on a machine pays a minute or so; later runs
+    find them all). Nothing to do off a CPU, for an explicit ``conv_impl`` or across processes
+    (each process could choose differently, and their programs must match)."""
+    if not config.model.tune_convs or jax.default_backend() != "cpu" or config.model.conv_impl != "auto":
+        return
+    if jax.process_count() > 1:
+        print("model.tune_convs: skipped in a multi-process run (tune once with `python -m fwi_jax.models tune`)")
+        return
+    rows = tune(config, train=True, progress=False, only_missing=True)
+    if rows:
+        forms = ", ".join(f"{sum(r['form'] == f for r in rows)} {f}" for f in conv_tuning.FORMS)
+        print(f"model.tune_convs: measured {len(rows)} convolutions on this CPU ({forms}); cached in "
+              f"{conv_tuning.cache_path()}", flush=True)  # fmt: skip
 
 
 def load_config(path_arg: str):

@@ -26,6 +26,7 @@ from fwi_jax.data.sources import DataFileChanged
 from fwi_jax.data.transfer import DevicePrefetch
 from fwi_jax.data.transforms import velocity_unit
 from fwi_jax.fileio import check_output_dir
+from fwi_jax.models.tune import tune_for_training
 from fwi_jax.training import finetune, freeze, guards
 from fwi_jax.training.runlog import RunLog
 from fwi_jax.training.steps import Steps, TrainState, make_steps, restore_or_init, total_steps
@@ -137,6 +138,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dic
     validate_config(config, mesh)
     train_src, val_src, spec = open_sources(config)
     plan = RunPlan.of(config, len(train_src), mesh.devices.size)
+    tune_for_training(config)  # model.tune_convs: before the steps are traced, which reads the cached forms
     steps = make_steps(config, spec, mesh, plan.steps_per_epoch)
     # Multi-process runs save synchronously: Orbax's async saves across processes aborted in CI (a background
     # save's cross-process barrier racing the next save's), and the final save must complete on all processes.

@@ -23,9 +23,7 @@ def default_config() -> ml_collections.ConfigDict:
             dims="openfwi",  # preset name (openfwi / narrow / small / tiny) or "d1,d2,d3,d4,d5"
             compute_dtype="float32",  # float32 | bfloat16 (params, BatchNorm and loss stay float32)
             conv_impl="auto",  # auto (einsum forms on CPU) | xla | einsum; same parameters either way
-            # On a CPU with conv_impl=auto: time each convolution's forms before the first compile and cache
-            # the fastest (what `python -m fwi_jax.models tune` does; a minute or so, once per machine)
-            tune_convs=False,
+            tune_convs=False,  # CPU, conv_impl=auto: measure each conv's forms before compiling (models.tune)
         )
     )
     c.data = ml_collections.ConfigDict(
@@ -91,8 +89,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.progress = True
     c.tensorboard = True
     c.num_plot_samples = 4
-    # Persistent XLA cache, set by `python -m fwi_jax.train`: "default" (fwi_jax.paths.compilation_cache),
-    # a folder, or "" (off).
+    # Persistent XLA cache, set by `python -m fwi_jax.train`: "default" (paths.compilation_cache), a folder, "" (off)
     c.compilation_cache = "default"
     return c
 

@@ -317,12 +317,24 @@ def conv(
     >= 128 input channels in training (convblock5_1: 1.25x, deconv1_2: 1.9x; their forward alone is
     faster as an XLA conv); narrower 3x3 convs lose (deconv5_2: 0.65x).
     """
-    time_axis = kernel[1] == 1 and kernel[0] > 1
-    covers_input = all(tuple(p) == (0, 0) for p in padding) and tuple(in_shape[1:3]) == tuple(kernel)
-    wide = train and in_shape[-1] >= 128
-    matmul = (time_axis or covers_input or wide or impl == "einsum") and use_einsum_convs(impl)
+    matmul = (_matmul_by_rule(in_shape, kernel, padding, train) or impl == "einsum") and use_einsum_convs(impl)
     form = _tuned(matmul, impl, "conv", in_shape, features, kernel, strides, padding, train, layer_args)
     return conv_form(form, features, kernel, strides, padding, **layer_args)
+
+
+def _matmul_by_rule(in_shape, kernel, padding, train: bool) -> bool:
+    """The shape rule for conv_impl=auto on a CPU: the matrix-product form for time-axis convs,
+    convs that cover their input and, in training, convs of >= 128 input channels."""
+    time_axis = kernel[1] == 1 and kernel[0] > 1
+    covers_input = all(tuple(p) == (0, 0) for p in padding) and tuple(in_shape[1:3]) == tuple(kernel)
+    return time_axis or covers_input or (train and in_shape[-1] >= 128)
+
+
+def rule_form(layer: conv_tuning.LayerSpec) -> str:
+    """The form the shape rules give ``layer`` on a CPU (what an untuned machine runs)."""
+    if layer.kind == "conv_transpose":
+        return "matmul" if layer.strides == (2, 2) else "xla"
+    return "matmul" if _matmul_by_rule(layer.in_shape, layer.kernel, layer.padding, layer.train) else "xla"
 
 
 def conv_form(form: str, features: int, kernel, strides, padding: Padding, **layer_args) -> nn.Module:

@@ -7,8 +7,9 @@ config's) is timed as its block runs it: the convolution, the reference's BatchN
 forward and backward with respect to parameters and input (forward only with --infer), as XLA's
 convolution, as the matrix-product form and, where they differ from those, as one full im2col
 product (stride 1) and as XLA's forward with the matrix-product gradients (training)
-(`conv_tuning.candidates`), alternating rounds, median. The fastest form
-goes to the cache of `conv_tuning` for this machine; training and inference with
+(`conv_tuning.candidates`), alternating rounds. The fastest form by its per-round time ratios to the
+shape rule's form, if at least 3% faster (else the rule's form stays), goes to the cache of
+`conv_tuning` for this machine; training and inference with
 ``model.conv_impl="auto"`` on this CPU then use it. A few minutes for the full-size network at batch
 16 on a 2-core CPU; rerun after upgrading jax (the cache is keyed by its version).
 """
@@ -30,7 +31,7 @@ from fwi_jax.cli import ArgumentParser
 from fwi_jax.data.datasets import get_dataset
 from fwi_jax.models import build_model, conv_tuning
 from fwi_jax.models.conv_tuning import LayerSpec, candidates
-from fwi_jax.models.cpu_convs import EinsumConvTranspose, conv_form
+from fwi_jax.models.cpu_convs import EinsumConvTranspose, conv_form, rule_form
 from fwi_jax.models.layers import TorchBatchNorm, activate
 
 
@@ -83,8 +84,8 @@ def _timer(layer: LayerSpec, form: str) -> Callable[[], object]:
     return lambda: jax.block_until_ready(fn(params, x))
 
 
-def measure(layer: LayerSpec, reps: int = 5) -> dict[str, float]:
-    """Median milliseconds of each form, the forms alternating within each round."""
+def measure(layer: LayerSpec, reps: int = 5) -> dict[str, list[float]]:
+    """Milliseconds of each form per round, the forms alternating within each round."""
     timers = {form: _timer(layer, form) for form in candidates(layer)}
     times: dict[str, list[float]] = {form: [] for form in timers}
     for _ in range(reps):
@@ -92,7 +93,19 @@ def measure(layer: LayerSpec, reps: int = 5) -> dict[str, float]:
             t = time.perf_counter()
             run()
             times[form].append(1e3 * (time.perf_counter() - t))
-    return {form: statistics.median(ts) for form, ts in times.items()}
+    return times
+
+
+MARGIN = 0.03  # a form replaces the shape rule's only when this much faster
+
+
+def choose(times: dict[str, list[float]], rule: str) -> str:
+    """The fastest form by the median of its per-round ratios to the rule's form (a VM's speed drifts
+    between rounds; each round's ratio cancels it), kept only when it beats the rule by MARGIN:
+    a tie on a noisy machine keeps the form an untuned machine runs."""
+    ratio = {f: statistics.median(a / b for a, b in zip(ts, times[rule], strict=True)) for f, ts in times.items()}
+    best = min(ratio, key=ratio.get)
+    return best if ratio[best] < 1.0 - MARGIN else rule
 
 
 def tune(config, batch: int = 0, train: bool = True, reps: int = 5, progress: bool = True,
@@ -111,8 +124,9 @@ def tune(config, batch: int = 0, train: bool = True, reps: int = 5, progress: bo
         return []
     rows, entries = [], {}
     for i, layer in enumerate(layers, 1):
-        ms = measure(layer, reps)
-        form = min(ms, key=ms.get)
+        times = measure(layer, reps)
+        form = choose(times, rule_form(layer))
+        ms = {f: statistics.median(ts) for f, ts in times.items()}
         entries[layer.key] = {"form": form, "ms": ms}
         rows.append({"layer": layer.key, **{f"{f}_ms": v for f, v in ms.items()}, "form": form})
         if progress:

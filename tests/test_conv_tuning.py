@@ -120,7 +120,9 @@ def test_tune_convs_measures_the_layers_a_training_run_traces_before_it_compiles
     with conv_tuning.recording() as traced:
         summary = loop.train_and_evaluate(smoke_config(cache_dir, **{"model.tune_convs": True}), tmp_path / "run")
     assert events == ["measure"] * 25 + ["steps"]  # every layer measured before the steps are built
-    assert "model.tune_convs: measured 25 convolutions" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "model.tune_convs: measuring 25 convolutions" in out and "[25/25] conv" in out  # progress as it goes
+    assert "model.tune_convs: measured 25 convolutions" in out
     assert summary["train_step_compilations"] == 1
     # The layers the run traced are the ones measured (same shapes): all found in the cache.
     assert traced and {conv_tuning.tuned_form(layer) for layer in traced if layer.train} == {"xla"}

@@ -122,6 +122,9 @@ def tune(config, batch: int = 0, train: bool = True, reps: int = 5, progress: bo
         layers = [layer for layer in layers if conv_tuning.tuned_form(layer) is None]
     if not layers:
         return []
+    if progress and only_missing:  # a training run's model.tune_convs: say why it waits
+        print(f"model.tune_convs: measuring {len(layers)} convolutions on this CPU (once per machine and jax "
+              "version) ...", flush=True)  # fmt: skip
     rows, entries = [], {}
     for i, layer in enumerate(layers, 1):
         times = measure(layer, reps)
@@ -146,7 +149,7 @@ def tune_for_training(config) -> None:
     if jax.process_count() > 1:
         print("model.tune_convs: skipped in a multi-process run (tune once with `python -m fwi_jax.models tune`)")
         return
-    rows = tune(config, train=True, progress=False, only_missing=True)
+    rows = tune(config, train=True, only_missing=True)
     if rows:
         forms = ", ".join(f"{sum(r['form'] == f for r in rows)} {f}" for f in conv_tuning.FORMS)
         print(f"model.tune_convs: measured {len(rows)} convolutions on this CPU ({forms}); cached in "

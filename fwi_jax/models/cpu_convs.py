@@ -3,9 +3,11 @@
 XLA:CPU runs the gradient of a matrix product several times faster than a convolution's gradient,
 so on CPU (``conv_impl="auto"``) some of InversionNet's convolutions are computed as matrix
 products: a dense layer when the kernel covers the input, shifted products for stride 1, im2col
-for strided convs, sub-pixel phases for stride-2 transposed convs, and a custom weight gradient.
-Every form has nn.Conv's / nn.ConvTranspose's parameters and numbers, so checkpoints move freely
-between backends. GPUs and TPUs use XLA's own convolutions.
+for strided convs, sub-pixel phases for stride-2 transposed convs, and a custom weight gradient,
+by shape rules or, on a CPU that was tuned (`conv_tuning`), by measurement; there a layer can also
+take one full im2col product at stride 1 or XLA's forward with the products' gradients. Every form
+has nn.Conv's / nn.ConvTranspose's parameters and numbers, so checkpoints move freely between
+backends. GPUs and TPUs use XLA's own convolutions.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ on an AVX2 machine). `fwi_jax.models.tune` times each convolution of a model in 
 convolution; "matmul": the matrix-product form of `cpu_convs`; "im2col": for stride-1 convolutions,
 one full im2col product instead of the shifted products; "hybrid": XLA's forward with the
 matrix-product form's gradients; see `candidates`) at the run's batch and
-records the faster one in ``<cache root>/conv_forms.json`` under a machine key (CPU model, ISA
+records the one chosen (`tune.choose`) in ``<cache root>/conv_forms.json`` under a machine key (CPU model, ISA
 flags, jax and jaxlib versions) and a layer key (kind, input shape, features, kernel, strides,
 padding, dtype, train). `cpu_convs.conv` / `conv_transpose` look each layer up when
 ``conv_impl="auto"`` runs on a CPU; a layer without an entry keeps the shape rules, so nothing
@@ -58,13 +58,17 @@ class LayerSpec:
         )
 
 
+def covers_input(in_shape, kernel, padding) -> bool:
+    """The kernel covers the whole unpadded input (convblock8): the conv is a dense layer."""
+    return all(tuple(p) == (0, 0) for p in padding) and tuple(in_shape[1:3]) == tuple(kernel)
+
+
 def candidates(layer: LayerSpec) -> tuple[str, ...]:
     """The forms that differ for this layer: XLA's and the matrix-product form for every layer; for a
     conv that does not cover its input also, at stride 1, one full im2col product (the
     matrix-product form is then shifted products) and, in training, XLA's forward with the
     matrix-product form's gradients ("hybrid")."""
-    covers = all(p == (0, 0) for p in layer.padding) and layer.in_shape[1:3] == layer.kernel
-    if layer.kind != "conv" or covers:
+    if layer.kind != "conv" or covers_input(layer.in_shape, layer.kernel, layer.padding):
         return FORMS[:2]
     return FORMS[:2] + ("im2col",) * (layer.strides == (1, 1)) + ("hybrid",) * layer.train
 

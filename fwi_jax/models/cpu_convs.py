@@ -328,8 +328,7 @@ def _matmul_by_rule(in_shape, kernel, padding, train: bool) -> bool:
     """The shape rule for conv_impl=auto on a CPU: the matrix-product form for time-axis convs,
     convs that cover their input and, in training, convs of >= 128 input channels."""
     time_axis = kernel[1] == 1 and kernel[0] > 1
-    covers_input = all(tuple(p) == (0, 0) for p in padding) and tuple(in_shape[1:3]) == tuple(kernel)
-    return time_axis or covers_input or (train and in_shape[-1] >= 128)
+    return time_axis or conv_tuning.covers_input(in_shape, kernel, padding) or (train and in_shape[-1] >= 128)
 
 
 def rule_form(layer: conv_tuning.LayerSpec) -> str:

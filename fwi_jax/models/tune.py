@@ -139,6 +139,11 @@ def tune(config, batch: int = 0, train: bool = True, reps: int = 5, progress: bo
     return rows
 
 
+def _chosen(rows: list[dict]) -> str:
+    """How many layers took each form: "8 xla, 11 matmul, 1 im2col, 5 hybrid"."""
+    return ", ".join(f"{sum(r['form'] == f for r in rows)} {f}" for f in conv_tuning.FORMS)
+
+
 def tune_for_training(config) -> None:
     """``model.tune_convs``: before a training run compiles, measure the convolutions of its model that
     this CPU has no cached form for (the first run on a machine pays a minute or so; later runs
@@ -151,8 +156,7 @@ def tune_for_training(config) -> None:
         return
     rows = tune(config, train=True, only_missing=True)
     if rows:
-        forms = ", ".join(f"{sum(r['form'] == f for r in rows)} {f}" for f in conv_tuning.FORMS)
-        print(f"model.tune_convs: measured {len(rows)} convolutions on this CPU ({forms}); cached in "
+        print(f"model.tune_convs: measured {len(rows)} convolutions on this CPU ({_chosen(rows)}); cached in "
               f"{conv_tuning.cache_path()}", flush=True)  # fmt: skip
 
 
@@ -183,5 +187,4 @@ def main(argv: list[str] | None = None) -> None:
     print(f"tuning {config.model.dims} InversionNet convolutions at batch {a.batch or config.batch_size} on "
           f"{conv_tuning.machine_key()}", flush=True)  # fmt: skip
     rows = tune(config, a.batch, train=not a.infer, reps=a.reps)
-    chosen = ", ".join(f"{sum(r['form'] == f for r in rows)} {f}" for f in conv_tuning.FORMS)
-    print(f"{len(rows)} layers ({chosen}); saved to {conv_tuning.cache_path()}")
+    print(f"{len(rows)} layers ({_chosen(rows)}); saved to {conv_tuning.cache_path()}")

@@ -87,25 +87,39 @@ def _cpml_strips(q, psi, zeta, coef_a, coef_b, *, axis: int, other: int, n: int,
     return dpsi + zeta, psi, zeta
 
 
-def _cpml_strips_adjoint(acc, g, psi_bar, zeta_bar, coef_a, coef_b, *, axis: int, n: int, width: int, dx: float):
+# Zero cells carried on each side of the adjoint's strip fields along the strip axis: the stencils
+# of its window contributions read 4 cells past the strip, and carried zeros need no pad per step.
+_MARGIN = 4
+
+
+def _cpml_strips_adjoint(acc, g, carried, coef_a, coef_b, coef_b_wide, *, axis: int, n: int, width: int, dx: float):
     """The transpose of `_cpml_strips` (and of writing its term into the full grid).
 
-    g is the cotangent of the full-grid term (unringed), psi_bar / zeta_bar those of the strips'
-    new psi / zeta. Adds the cotangent of the strips' windows of the field to `acc` (unringed; the
-    ring is constant zero) and returns (acc, cotangents of the previous psi and zeta). d1 is
-    antisymmetric and d2 symmetric, so their transposes are -d1 / d2 on the zero-padded strip.
+    g is the cotangent of the full-grid term (unringed). `carried` = (z, p, s), stacked (2, ...)
+    strip fields with _MARGIN zero cells each side of the strip axis: z and p the cotangents of
+    the strips' zeta and psi before their decay factor coef_a, s a scratch buffer. Adds the
+    cotangent of the strips' windows of the field to `acc` (unringed; the ring is constant zero)
+    and returns (acc, carried). d1 is antisymmetric and d2 symmetric, so their transposes are -d1 /
+    d2 on the zero-margined strip. Every update is written in place into the interior of its
+    carried buffer; the barriers keep XLA from fusing a buffer's old value into later readers,
+    which would make it copy every carried strip field every step (~1.7x slower, measured).
     """
-    ax = axis + 1
+    ax, m = axis + 1, _MARGIN
+
+    def part(f, lo, hi):
+        return lax.slice_in_dim(f, lo, hi, axis=ax)
+
+    z, p, s = carried
     t_bar = jnp.stack([lax.slice_in_dim(g, 0, width, axis=axis), lax.slice_in_dim(g, n - width, n, axis=axis)])
-    z_bar = zeta_bar + t_bar
-    p_bar = psi_bar - _d1(_pad_axis(t_bar + coef_b * z_bar, ax, 2), ax, width, dx)
-    win_bar = _d2(_pad_axis(coef_b * z_bar, ax, 4), ax, width + 4, dx) - _d1(
-        _pad_axis(coef_b * p_bar, ax, 4), ax, width + 4, dx
-    )
+    z = lax.optimization_barrier(lax.dynamic_update_slice_in_dim(z, coef_a * part(z, m, m + width) + t_bar, m, ax))
+    s = lax.dynamic_update_slice_in_dim(s, t_bar + coef_b * part(z, m, m + width), m, ax)
+    p_new = coef_a * part(p, m, m + width) - _d1(part(s, m - 2, m + width + 2), ax, width, dx)
+    p = lax.optimization_barrier(lax.dynamic_update_slice_in_dim(p, p_new, m, ax))
+    win_bar = _d2(coef_b_wide * z, ax, width + 4, dx) - _d1(coef_b_wide * p, ax, width + 4, dx)
     # The windows span [-2, width + 2) and [n - width - 2, n + 2) of the unringed axis.
     acc = _add_into(acc, lax.slice_in_dim(win_bar[0], 2, width + 4, axis=axis), axis, 0)
     acc = _add_into(acc, lax.slice_in_dim(win_bar[1], 0, width + 2, axis=axis), axis, n - width - 2)
-    return acc, coef_a * p_bar, coef_a * z_bar
+    return acc, (z, p, s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +179,11 @@ class _Fast:
         az, bz = self._coefficients(vmax, self.h, zax)
         ax, bx = self._coefficients(vmax, self.w, xax)
         m = self.grid(params["a"] * (self.dx * self.dx))  # (v dt)^2
-        return {"m": m, "a": params["a"], "amp": params["amp"], "src": consts["src"], "z": (az, bz), "x": (ax, bx)}
+        # b with the adjoint's zero margins (the windows' stencils read the margined strips)
+        wide = [[(0, 0)] * bz.ndim for _ in range(2)]
+        wide[0][zax + 1] = wide[1][xax + 1] = (_MARGIN, _MARGIN)
+        return {"m": m, "a": params["a"], "amp": params["amp"], "src": consts["src"], "z": (az, bz), "x": (ax, bx),
+                "b_wide": (jnp.pad(bz, wide[0]), jnp.pad(bx, wide[1]))}  # fmt: skip
 
     def _zeros(self, ctx, shape_zx):
         return self.grid(jnp.zeros((self.lanes, *shape_zx), ctx["m"].dtype)) + 0 * ctx["a"][0, 0, 0]  # same sharding
@@ -230,32 +248,34 @@ class _Fast:
         return (qn, q, psiz, psix, zetaz, zetax, tz_full, tx_full), rec, (term if with_term else None)
 
     def adjoint_init(self, ctx):
-        lam = self._zeros(ctx, (self.h, self.w))
-        snap = self.init(ctx)
-        return (lam, lam, *snap[2:6], lam, 0 * ctx["amp"])
+        h, w, wide = self.h, self.w, self.width + 2 * _MARGIN
+        lam = self._zeros(ctx, (h, w))
+        strips_z = jnp.stack([self._zeros(ctx, (wide, w))] * 2)
+        strips_x = jnp.stack([self._zeros(ctx, (h, wide))] * 2)
+        return lam, lam, (strips_z,) * 3, (strips_x,) * 3, lam, 0 * ctx["amp"]
 
     def adjoint_step(self, ctx, adj, r_t, term, w_t):
-        # lam: lambda_{t+1} without its record term yet; lamm: lambda_{t+2}; the strips' psi / zeta
-        # cotangents; gm, gamp: gradients so far.
+        # lam: lambda_{t+1} without its record term yet; lamm: lambda_{t+2}; the strips' carried
+        # fields (`_cpml_strips_adjoint`); gm, gamp: gradients so far.
         zax, xax = self.axes
         h, w, width, dx = self.h, self.w, self.width, self.dx
-        lam, lamm, pz, px, zz, zx, gm, gamp = adj
+        lam, lamm, strips_z, strips_x, gm, gamp = adj
         lam = lam.at[self._rec_index()].add(r_t.T if self.lanes_last else r_t)
         at_src = lam[self._lane_index(ctx["src"])]
         g = ctx["m"] * lam  # the cotangent of the step's term
         q = jnp.pad(g, [(2, 2) if i in (zax, xax) else (0, 0) for i in range(g.ndim)])
         new = 2.0 * lam - lamm + self._laplacian(q)  # the zero-edged Laplacian is symmetric
-        (az, bz), (ax, bx) = ctx["z"], ctx["x"]
-        new, pz, zz = _cpml_strips_adjoint(new, g, pz, zz, az, bz, axis=zax, n=h, width=width, dx=dx)
-        new, px, zx = _cpml_strips_adjoint(new, g, px, zx, ax, bx, axis=xax, n=w, width=width, dx=dx)
-        return (new, lam, pz, px, zz, zx, gm + lam * term, gamp + at_src * w_t), jnp.sum(ctx["amp"] * at_src)
+        (az, bz), (ax, bx), (bz_wide, bx_wide) = ctx["z"], ctx["x"], ctx["b_wide"]
+        new, strips_z = _cpml_strips_adjoint(new, g, strips_z, az, bz, bz_wide, axis=zax, n=h, width=width, dx=dx)
+        new, strips_x = _cpml_strips_adjoint(new, g, strips_x, ax, bx, bx_wide, axis=xax, n=w, width=width, dx=dx)
+        return (new, lam, strips_z, strips_x, gm + lam * term, gamp + at_src * w_t), jnp.sum(ctx["amp"] * at_src)
 
     def gradients(self, ctx, adj, params):
-        gm = adj[6] * (self.dx * self.dx)
+        gm = adj[4] * (self.dx * self.dx)
         ga = jnp.moveaxis(gm, -1, 0) if self.lanes_last else gm  # (L, H, W)
         if params["a"].shape[0] == 1:  # one model read by every lane
             ga = jnp.sum(ga, axis=0, keepdims=True)
-        return {"a": ga, "amp": adj[7]}
+        return {"a": ga, "amp": adj[5]}
 
 
 def fast_shots(a, vmax, amp, src, wavelet, *, rec_z, rec_x, nt, pml, dx, dt, freq, r, unroll,

@@ -240,6 +240,8 @@ class _Fast:
         tz_full = dus(dus(tz_full, tz[0], self.at(0, 0)), tz[1], self.at(h - width, 0))
         tx_full = dus(dus(tx_full, tx[0], self.at(0, 0)), tx[1], self.at(0, w - width))
         term = lap + tz_full + tx_full
+        if with_term:  # materialized once, for the update and the stored terms alike: at unroll 2 XLA
+            term = lax.optimization_barrier(term)  # otherwise copies the carried fields every step
         un = 2.0 * u - um + ctx["m"] * term
         un = un.at[self._lane_index(ctx["src"])].add(ctx["amp"] * w_t)
         rec = un[self._rec_index()]

@@ -54,18 +54,19 @@ REPO = HERE.parent
 # ---- host setup ---------------------------------------------------------------------------------
 
 
-def prepare_host(name: str, all_cores: bool = False) -> None:
+def prepare_host(name: str, all_cores: bool = False, hugepages: bool = True) -> None:
     """The benchmarks' preamble: call it first, ``prepare_host(__name__)``, before JAX is imported.
 
     As the script's ``__main__`` it restarts once with huge pages for XLA:CPU's buffers
     (fwi_jax.cpu_runtime.use_transparent_hugepages; its sidecars and children inherit them, so
     both sides of a comparison run alike); imported (a test, a grain worker's re-import) it does
-    not. ``all_cores``: one JAX CPU device per core (use_all_cpu_cores), for scripts that shard a
-    batch of models over the devices.
+    not; ``hugepages=False`` leaves them out on both sides (a script says why). ``all_cores``: one
+    JAX CPU device per core (use_all_cpu_cores), for scripts that shard a batch of models over the
+    devices.
     """
     from fwi_jax.cpu_runtime import use_all_cpu_cores, use_transparent_hugepages
 
-    if name == "__main__":
+    if name == "__main__" and hugepages:
         use_transparent_hugepages()
     if all_cores:
         use_all_cpu_cores()

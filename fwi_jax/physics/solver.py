@@ -173,7 +173,7 @@ def forward(
       unroll: time steps per scan iteration (2 was fastest on CPU in both modes).
       gradient: how reverse mode (``jax.grad`` / ``jax.vjp``) differentiates the solver: "adjoint"
         (default), the hand-written discrete adjoint (the transposed time step run backward, the
-        forward wavefield rebuilt from ~sqrt(nt) saved states; ~3 forwards per gradient), or
+        forward wavefield rebuilt from ~sqrt(nt) saved states; 2.5-3.6 forwards per gradient), or
         "autodiff", JAX's own transposes through a rematerialized scan (3x slower, but it also
         supports forward mode: ``jax.jvp``, ``jax.jacfwd``, Hessian-vector products).
 

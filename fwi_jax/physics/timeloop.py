@@ -12,7 +12,7 @@ record and the term the velocity multiplies) and ``adjoint_init`` / ``adjoint_st
   term of the step (m * term_t). Reverse mode is then the same recursion run backward in time with
   the transposed step, and dJ/dm = sum_t lambda_{t+1} * term_t. The forward wavefield is rebuilt
   segment by segment from ~sqrt(nt) saved states (checkpointing: one forward again, ~2 sqrt(nt)
-  fields kept), so a gradient costs about three forwards, without the full-grid passes that JAX's
+  fields kept), so a gradient costs 2.5-3.6 forwards, without the full-grid passes that JAX's
   transposes of the step's slices and in-place updates make (the reason "autodiff" costs ~9x).
   Checkpointing was chosen over rebuilding the wavefield backward in time from saved boundaries:
   exact mode's damping makes the time-reversed scheme unstable, and the absorbing strips that would

@@ -60,7 +60,8 @@ def prepare_host(name: str, all_cores: bool = False, hugepages: bool = True) -> 
     As the script's ``__main__`` it restarts once with huge pages for XLA:CPU's buffers
     (fwi_jax.cpu_runtime.use_transparent_hugepages; its sidecars and children inherit them, so
     both sides of a comparison run alike); imported (a test, a grain worker's re-import) it does
-    not; ``hugepages=False`` leaves them out on both sides (a script says why). ``all_cores``: one
+    not; ``hugepages=False`` adds them on neither side (a script says why; an inherited
+    GLIBC_TUNABLES still applies, and the results' meta record it). ``all_cores``: one
     JAX CPU device per core (use_all_cpu_cores), for scripts that shard a batch of models over the
     devices.
     """

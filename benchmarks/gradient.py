@@ -38,10 +38,8 @@ from pathlib import Path
 
 from _harness import prepare_host
 
-# First: one JAX device per core. No huge pages on either side: with them, processes taking turns
-# each faulted fresh huge pages per call, and the times spread (2026-12-06, 5 rounds each): this
-# process's 16-model gradient 3.6-5.3 s instead of 2.2-2.4 s, and deepwave, given them alone,
-# 9.1-14.5 s instead of 5.8-6.3 s; without them every row repeated within ~10%.
+# First: one JAX device per core. No huge pages on either side: processes taking turns each
+# faulted fresh huge pages on every call, which spread the times 1.5-2.5x (docs/performance.md#fwi-gradients).
 prepare_host(__name__, all_cores=True, hugepages=False)
 
 # ruff: noqa: E402

@@ -97,24 +97,25 @@ def _cpml_strips_adjoint(acc, g, carried, coef_a, coef_b, coef_b_wide, *, axis: 
 
     g is the cotangent of the full-grid term (unringed). `carried` = (z, p, s), stacked (2, ...)
     strip fields with _MARGIN zero cells each side of the strip axis: z and p the cotangents of
-    the strips' zeta and psi before their decay factor coef_a, s a scratch buffer. Adds the
-    cotangent of the strips' windows of the field to `acc` (unringed; the ring is constant zero)
-    and returns (acc, carried). d1 is antisymmetric and d2 symmetric, so their transposes are -d1 /
-    d2 on the zero-margined strip. Every update is written in place into the interior of its
-    carried buffer; the barriers keep XLA from fusing a buffer's old value into later readers,
-    which would make it copy every carried strip field every step (~1.7x slower, measured).
+    the strips' newest zeta and psi, not yet multiplied by coef_a (the next call applies it), s a
+    scratch buffer. Adds the cotangent of the strips' windows of the field to `acc` (unringed; the
+    ring is constant zero) and returns (acc, carried). d1 is antisymmetric and d2 symmetric, so
+    their transposes are -d1 / d2 on the zero-margined strip. Every update is written in place into
+    the interior of its carried buffer; the barriers keep XLA from fusing a buffer's old value into
+    later readers, which made it copy every carried strip field every step (the adjoint steps
+    1.2x slower at unroll 2 without them, measured).
     """
-    ax, m = axis + 1, _MARGIN
+    ax, lo, hi = axis + 1, _MARGIN, _MARGIN + width  # the strip inside its margined buffer
 
-    def part(f, lo, hi):
-        return lax.slice_in_dim(f, lo, hi, axis=ax)
+    def strip_part(f, start, stop):
+        return lax.slice_in_dim(f, start, stop, axis=ax)
 
     z, p, s = carried
     t_bar = jnp.stack([lax.slice_in_dim(g, 0, width, axis=axis), lax.slice_in_dim(g, n - width, n, axis=axis)])
-    z = lax.optimization_barrier(lax.dynamic_update_slice_in_dim(z, coef_a * part(z, m, m + width) + t_bar, m, ax))
-    s = lax.dynamic_update_slice_in_dim(s, t_bar + coef_b * part(z, m, m + width), m, ax)
-    p_new = coef_a * part(p, m, m + width) - _d1(part(s, m - 2, m + width + 2), ax, width, dx)
-    p = lax.optimization_barrier(lax.dynamic_update_slice_in_dim(p, p_new, m, ax))
+    z = lax.optimization_barrier(lax.dynamic_update_slice_in_dim(z, coef_a * strip_part(z, lo, hi) + t_bar, lo, ax))
+    s = lax.dynamic_update_slice_in_dim(s, t_bar + coef_b * strip_part(z, lo, hi), lo, ax)
+    p_new = coef_a * strip_part(p, lo, hi) - _d1(strip_part(s, lo - 2, hi + 2), ax, width, dx)
+    p = lax.optimization_barrier(lax.dynamic_update_slice_in_dim(p, p_new, lo, ax))
     win_bar = _d2(coef_b_wide * z, ax, width + 4, dx) - _d1(coef_b_wide * p, ax, width + 4, dx)
     # The windows span [-2, width + 2) and [n - width - 2, n + 2) of the unringed axis.
     acc = _add_into(acc, lax.slice_in_dim(win_bar[0], 2, width + 4, axis=axis), axis, 0)
@@ -180,10 +181,9 @@ class _Fast:
         ax, bx = self._coefficients(vmax, self.w, xax)
         m = self.grid(params["a"] * (self.dx * self.dx))  # (v dt)^2
         # b with the adjoint's zero margins (the windows' stencils read the margined strips)
-        wide = [[(0, 0)] * bz.ndim for _ in range(2)]
-        wide[0][zax + 1] = wide[1][xax + 1] = (_MARGIN, _MARGIN)
+        b_wide = (_pad_axis(bz, zax + 1, _MARGIN), _pad_axis(bx, xax + 1, _MARGIN))
         return {"m": m, "a": params["a"], "amp": params["amp"], "src": consts["src"], "z": (az, bz), "x": (ax, bx),
-                "b_wide": (jnp.pad(bz, wide[0]), jnp.pad(bx, wide[1]))}  # fmt: skip
+                "b_wide": b_wide}  # fmt: skip
 
     def _zeros(self, ctx, shape_zx):
         return self.grid(jnp.zeros((self.lanes, *shape_zx), ctx["m"].dtype)) + 0 * ctx["a"][0, 0, 0]  # same sharding
@@ -240,8 +240,10 @@ class _Fast:
         tz_full = dus(dus(tz_full, tz[0], self.at(0, 0)), tz[1], self.at(h - width, 0))
         tx_full = dus(dus(tx_full, tx[0], self.at(0, 0)), tx[1], self.at(0, w - width))
         term = lap + tz_full + tx_full
-        if with_term:  # materialized once, for the update and the stored terms alike: at unroll 2 XLA
-            term = lax.optimization_barrier(term)  # otherwise copies the carried fields every step
+        # With the term stored (the adjoint's forward again) it is materialized once, for the update
+        # and the store alike: otherwise XLA copies the carried fields every step at unroll 2.
+        if with_term:
+            term = lax.optimization_barrier(term)
         un = 2.0 * u - um + ctx["m"] * term
         un = un.at[self._lane_index(ctx["src"])].add(ctx["amp"] * w_t)
         rec = un[self._rec_index()]
@@ -250,10 +252,10 @@ class _Fast:
         return (qn, q, psiz, psix, zetaz, zetax, tz_full, tx_full), rec, (term if with_term else None)
 
     def adjoint_init(self, ctx):
-        h, w, wide = self.h, self.w, self.width + 2 * _MARGIN
+        h, w, margined = self.h, self.w, self.width + 2 * _MARGIN
         lam = self._zeros(ctx, (h, w))
-        strips_z = jnp.stack([self._zeros(ctx, (wide, w))] * 2)
-        strips_x = jnp.stack([self._zeros(ctx, (h, wide))] * 2)
+        strips_z = jnp.stack([self._zeros(ctx, (margined, w))] * 2)
+        strips_x = jnp.stack([self._zeros(ctx, (h, margined))] * 2)
         return lam, lam, (strips_z,) * 3, (strips_x,) * 3, lam, 0 * ctx["amp"]
 
     def adjoint_step(self, ctx, adj, r_t, term, w_t):

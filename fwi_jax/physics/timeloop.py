@@ -13,7 +13,7 @@ record and the term the velocity multiplies) and ``adjoint_init`` / ``adjoint_st
   the transposed step, and dJ/dm = sum_t lambda_{t+1} * term_t. The forward wavefield is rebuilt
   segment by segment from ~sqrt(nt) saved states (checkpointing: one forward again, ~2 sqrt(nt)
   fields kept), so a gradient costs 2.5-3.6 forwards, without the full-grid passes that JAX's
-  transposes of the step's slices and in-place updates make (the reason "autodiff" costs ~9x).
+  transposes of the step's slices and in-place updates make (the reason "autodiff" costs 6-10 forwards).
   Checkpointing was chosen over rebuilding the wavefield backward in time from saved boundaries:
   exact mode's damping makes the time-reversed scheme unstable, and the absorbing strips that would
   have to be saved every step are most of the grid (95% in exact mode, 60% in fast mode).

@@ -189,11 +189,13 @@ class _Fast:
         return self.grid(jnp.zeros((self.lanes, *shape_zx), ctx["m"].dtype)) + 0 * ctx["a"][0, 0, 0]  # same sharding
 
     def init(self, ctx):
-        h, w, width = self.h, self.w, self.width
-        zero = self._zeros(ctx, (h + 4, w + 4))
-        strips_z = jnp.stack([self._zeros(ctx, (width, w))] * 2)
-        strips_x = jnp.stack([self._zeros(ctx, (h, width))] * 2)
+        zero = self._zeros(ctx, (self.h + 4, self.w + 4))
+        strips_z, strips_x = self._zero_strips(ctx, self.width)
         return self.resume(ctx, (zero, zero, strips_z, strips_x, strips_z, strips_x))
+
+    def _zero_strips(self, ctx, width: int):
+        """Zero (2, ...) strip pairs `width` cells wide: along z, then along x."""
+        return (jnp.stack([self._zeros(ctx, (width, self.w))] * 2), jnp.stack([self._zeros(ctx, (self.h, width))] * 2))
 
     def snapshot(self, carry):
         return carry[:6]  # the last two are scratch buffers, rebuilt by resume
@@ -252,10 +254,8 @@ class _Fast:
         return (qn, q, psiz, psix, zetaz, zetax, tz_full, tx_full), rec, (term if with_term else None)
 
     def adjoint_init(self, ctx):
-        h, w, margined = self.h, self.w, self.width + 2 * _MARGIN
-        lam = self._zeros(ctx, (h, w))
-        strips_z = jnp.stack([self._zeros(ctx, (margined, w))] * 2)
-        strips_x = jnp.stack([self._zeros(ctx, (h, margined))] * 2)
+        lam = self._zeros(ctx, (self.h, self.w))
+        strips_z, strips_x = self._zero_strips(ctx, self.width + 2 * _MARGIN)
         return lam, lam, (strips_z,) * 3, (strips_x,) * 3, lam, 0 * ctx["amp"]
 
     def adjoint_step(self, ctx, adj, r_t, term, w_t):

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from _harness import prepare_host
 
-prepare_host(__name__, all_cores=True)  # first: one JAX device per core
+# First: one JAX device per core. No huge pages on either side: processes taking turns each fault
+# fresh huge pages per call, which spread the per-round ratios 1.3-3.5x (docs/performance.md#generation).
+prepare_host(__name__, all_cores=True, hugepages=False)
 
 # ruff: noqa: E402
 import jax

@@ -99,7 +99,8 @@ def repair_jsonl_tail(path: str | os.PathLike) -> str | None:
 # the path and the fix. What an existing output means is the command's own rule (replaced, resumed).
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
+    """`path` or its closest existing parent (where a folder to be created would go)."""
     for p in (path, *path.parents):
         if p.exists():
             return p
@@ -108,7 +109,7 @@ def _nearest_existing(path: Path) -> Path:
 
 def _check_writable_folder(folder: Path, flag: str, given: Path) -> None:
     """``folder`` (existing or to be created) can hold new files; errors name ``given``, the flag's path."""
-    base = _nearest_existing(folder)
+    base = nearest_existing(folder)
     if not base.is_dir():
         raise ValueError(f"{flag} {given}: {base} is a file, not a folder; choose another location")
     try:

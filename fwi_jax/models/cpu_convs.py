@@ -65,7 +65,9 @@ def _patch_matmul_bwd(res, g: jax.Array):
     patches, kernel = res
     lead = tuple(range(patches.ndim - 1))
     d_patches = jnp.einsum("...o,ko->...k", g, kernel)
-    if g.shape[-1] < patches.shape[-1]:  # transpose g (the barrier keeps its producer out of the copy)
+    # Transpose g (the barrier keeps its producer out of the copy); float32 only: XLA:CPU then emits a
+    # plain dot, which has no bfloat16 x bfloat16 -> float32 kernel.
+    if g.shape[-1] < patches.shape[-1] and g.dtype == patches.dtype == jnp.float32:
         g = jax.lax.optimization_barrier(g)
         d_kernel = jax.lax.dot_general(g, patches, ((lead, lead), ((), ())), preferred_element_type=jnp.float32).T
     else:  # transpose the patches

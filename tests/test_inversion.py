@@ -160,6 +160,8 @@ def test_invert_bad_input_is_a_clear_error(tmp_path):
     assert not out.exists()
     with pytest.raises(ValueError, match="exceeds the 2-4 scheme's limit"):
         inversion.FWISettings(geometry=openfwi_geometry(), vmax=9000.0)
+    with pytest.raises(ValueError, match="unknown mode 'exakt'; use one of"):
+        inversion.FWISettings(mode="exakt")
     with pytest.raises(ValueError, match="--frequencies takes"):
         invert.parse_frequencies("5,ten")
     with pytest.raises(SystemExit):

@@ -3,7 +3,7 @@
     python benchmarks/generation.py [--models 16] [--rounds 5] [--out benchmarks/results/generation.json]
     python benchmarks/generation.py --models 2 --rounds 1 --no-deepwave --out /tmp/gen.json   # a check, ~1 min
 
-A few minutes at the defaults on a 2-core CPU (compilation, then ~45 s of timed calls per 5 rounds).
+About a minute at the defaults on a 2-core CPU (compilation, then ~25 s of timed calls per 5 rounds).
 
 deepwave needs PyTorch; it runs in a separate interpreter (on these machines a Python 3.11 venv with
 torch==2.13.0 and deepwave) named by --torch-python, else the one fwi_jax.torchenv finds

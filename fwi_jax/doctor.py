@@ -23,7 +23,7 @@ from fwi_jax.data.datasets import get_dataset
 from fwi_jax.data.sources import scan_pairs
 from fwi_jax.device_facts import describe
 from fwi_jax.fileio import check_output_dir, nearest_existing
-from fwi_jax.paths import cache_root
+from fwi_jax.paths import CACHE_ENV, cache_root
 
 # What each optional package is for; everything else in fwi_jax's requirements is needed to train.
 OPTIONAL = {
@@ -154,19 +154,19 @@ def check_jax(r: Report) -> None:
 
 def _writable(path: Path, what: str) -> str | None:
     """None if `path` (existing or not) can hold new files, else the problem (the commands' own check;
-    nothing is created)."""
+    nothing is left behind)."""
     try:
         check_output_dir(path, what)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         return str(e)
     return None
 
 
 def check_paths(r: Report, workdir: str | None, data_root: str | None, dataset: str) -> None:
     cache = cache_root()
-    err = _writable(cache, "cache")
+    err = _writable(cache, CACHE_ENV)
     if err:
-        r.warn("cache", f"{err}; or set data.cache_dir and compilation_cache")
+        r.warn("cache", f"{err}, or set data.cache_dir and compilation_cache")
     else:
         sets = sorted(p.name for p in (cache / "datasets").glob("*") if (p / "val.txt").exists())
         r.ok("cache", f"{cache} ({len(sets)} generated dataset(s){': ' + ', '.join(sets[:4]) if sets else ''})")
@@ -178,7 +178,9 @@ def check_paths(r: Report, workdir: str | None, data_root: str | None, dataset: 
         else:
             free = shutil.disk_usage(nearest_existing(wd)).free / 1e9
             has = [d for d in ("checkpoints", "best") if (wd / d).is_dir()]
-            state = f"holds {' and '.join(has)} (training resumes, evaluate/predict can use it)" if has else "new"
+            state = "no checkpoints yet" if wd.exists() else "new"
+            if has:
+                state = f"holds {' and '.join(has)} (training resumes, evaluate/predict can use it)"
             (r.warn if free < 1 else r.ok)("workdir", f"{wd} writable, {free:.1f} GB free, {state}")
     if data_root:
         root = Path(data_root).expanduser()

@@ -107,6 +107,15 @@ def nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
+@contextlib.contextmanager
+def _lookups_checked(flag: str, given: Path) -> Iterator[None]:
+    """A path lookup that fails (e.g. under a folder without search permission) as a ValueError."""
+    try:
+        yield
+    except OSError as e:
+        raise ValueError(f"{flag} {given}: cannot check {e.filename} ({e.strerror}); choose another location") from None
+
+
 def _check_writable_folder(folder: Path, flag: str, given: Path) -> None:
     """``folder`` (existing or to be created) can hold new files; errors name ``given``, the flag's path."""
     base = nearest_existing(folder)
@@ -122,21 +131,23 @@ def _check_writable_folder(folder: Path, flag: str, given: Path) -> None:
 def check_output_file(path: str | os.PathLike, flag: str = "--out", inputs: tuple = (), example: str = "") -> Path:
     """The absolute path of a file a command will write, or a ValueError naming the problem and the fix."""
     out = Path(path).expanduser().absolute()
-    if out.is_dir():
-        hint = f" (e.g. {out / example})" if example else ""
-        raise ValueError(f"{flag} {out} is a folder; name the file to write inside it{hint}")
-    _check_writable_folder(out.parent, flag, out)
-    _check_not_an_input(out, flag, inputs)
+    with _lookups_checked(flag, out):
+        if out.is_dir():
+            hint = f" (e.g. {out / example})" if example else ""
+            raise ValueError(f"{flag} {out} is a folder; name the file to write inside it{hint}")
+        _check_writable_folder(out.parent, flag, out)
+        _check_not_an_input(out, flag, inputs)
     return out
 
 
 def check_output_dir(path: str | os.PathLike, flag: str = "--out", inputs: tuple = ()) -> Path:
     """The absolute path of a folder a command will write into (created if missing), or a ValueError."""
     out = Path(path).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{flag} {out} is a file; name a folder (it is created if missing)")
-    _check_writable_folder(out, flag, out)
-    _check_not_an_input(out, flag, inputs)
+    with _lookups_checked(flag, out):
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{flag} {out} is a file; name a folder (it is created if missing)")
+        _check_writable_folder(out, flag, out)
+        _check_not_an_input(out, flag, inputs)
     return out
 
 

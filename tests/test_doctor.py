@@ -11,6 +11,7 @@ from fwi_jax import doctor
 @pytest.mark.floors
 def test_doctor_verdicts_and_device_report(tmp_path, capsys):
     assert doctor.main(["--workdir", str(tmp_path / "run")]) == 0
+    assert not (tmp_path / "run").exists()  # checked, not created
     out = capsys.readouterr().out
     assert "backend: cpu with 8 device(s)" in out and "verdict: READY" in out
     assert "GiB (host RAM" in out and "bfloat16: " in out

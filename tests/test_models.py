@@ -170,6 +170,7 @@ def test_whole_network_same_with_either_conv_impl():
     np.testing.assert_allclose(ya, yb, atol=5e-4)  # 25 layers of float32 reassociation
 
 
+@pytest.mark.slow
 def test_cpu_forms_differentiate_in_bfloat16_like_float32():
     """The matrix-product forms' custom gradients in bfloat16 compute (XLA:CPU has no bf16 x bf16 -> f32
     plain dot: a weight gradient that compiled to one failed at run time)."""

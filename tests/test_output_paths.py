@@ -114,3 +114,22 @@ def test_a_workdir_that_is_a_file_is_a_clear_error(cache_dir, tmp_path):
         train_and_evaluate(smoke_config(cache_dir), tmp_path / "afile")
     with pytest.raises(ValueError, match="cannot write in /sys"):
         train_and_evaluate(smoke_config(cache_dir), READ_ONLY)
+
+
+def test_a_parent_that_cannot_be_searched_is_a_clear_error(tmp_path, monkeypatch):
+    """Path.exists raises PermissionError under a folder without search permission (root ignores
+    permissions, so the refusal is simulated)."""
+    from fwi_jax import doctor, fileio
+
+    locked = tmp_path / "locked"
+    real_exists = Path.exists
+
+    def exists(self, *a, **k):
+        if self.is_relative_to(locked) and self != locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *a, **k)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    with pytest.raises(ValueError, match=r"--out .*: cannot check .*locked/x/run \(Permission denied\); choose"):
+        fileio.check_output_dir(locked / "x" / "run", "--out")
+    assert doctor.main(["--workdir", str(locked / "x" / "run")]) == 1  # a FAIL line, not a traceback

@@ -170,8 +170,8 @@ def forward(
       pml, pml_r: fast mode's PML width in cells and its nominal reflection coefficient.
       wavelet: source time function of >= nt samples; a Ricker at ``geometry.freq`` by default.
       num_devices: local devices to spread shots over (default: all, when they divide the work).
-      unroll: time steps per scan iteration (2 was the fastest forward on CPU in both modes; 1 the
-        fastest gradient at batches of models).
+      unroll: time steps per scan iteration (2 was the fastest forward on CPU in both modes; for
+        gradients 1 in fast mode at batches of models, 2 in exact mode).
       gradient: how reverse mode (``jax.grad`` / ``jax.vjp``) differentiates the solver: "adjoint"
         (default), the hand-written discrete adjoint (the transposed time step run backward, the
         forward wavefield rebuilt from ~sqrt(nt) saved states; 2.5-3.6 forwards per gradient), or

@@ -89,6 +89,9 @@ def test_a_corrupt_stale_or_odd_cache_is_ignored_with_a_note(cache):
         assert isinstance(built(), cpu_convs.EinsumConv)
     cache.write_text(json.dumps({"machines": {"another CPU | avx2 | jax 0.1": {key(): {"form": "xla"}}}}))
     assert isinstance(built(), cpu_convs.EinsumConv)  # another machine's (or jax version's) entry: not ours
+    older_forms = conv_tuning.machine_key().replace(f"forms {conv_tuning.FORMS_REVISION}", "forms 1")
+    cache.write_text(json.dumps({"machines": {older_forms: {key(): {"form": "xla"}}}}))
+    assert isinstance(built(), cpu_convs.EinsumConv)  # measured on earlier code of the forms: not used
     cache.write_text(json.dumps({"machines": {conv_tuning.machine_key(): {key(): {"form": "winograd"}}}}))
     with pytest.warns(UserWarning, match="names no known form"):
         assert isinstance(built(), cpu_convs.EinsumConv)

@@ -31,6 +31,9 @@ from fwi_jax.device_facts import ISA_FLAGS, cpu_info
 
 FORMS = ("xla", "matmul", "im2col", "hybrid")
 CACHE_NAME = "conv_forms.json"
+# Part of the machine key: bump it when a form's code changes what it costs, so earlier measurements
+# stop applying (2: patch_matmul's weight gradient transposes the narrower operand, 2026-12-06).
+FORMS_REVISION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,12 +95,13 @@ def cache_path() -> Path:
 
 @functools.cache
 def machine_key() -> str:
-    """What decides which form is faster: the CPU, its vector units and the compiler's version."""
+    """What decides which form is faster: the CPU, its vector units, the compiler's version and the forms' code."""
     import jaxlib
 
     model, flags = cpu_info()
     isa = "+".join(f for f in ISA_FLAGS if f in flags) or "-"
-    return f"{model or 'unknown CPU'} | {isa} | jax {jax.__version__} | jaxlib {jaxlib.__version__}"
+    versions = f"jax {jax.__version__} | jaxlib {jaxlib.__version__} | forms {FORMS_REVISION}"
+    return f"{model or 'unknown CPU'} | {isa} | {versions}"
 
 
 @functools.lru_cache(maxsize=4)

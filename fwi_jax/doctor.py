@@ -156,8 +156,8 @@ def _writable(path: Path, what: str) -> str | None:
     """None if `path` (existing or not) can hold new files, else the problem (the commands' own check;
     nothing is left behind)."""
     try:
-        check_output_dir(path, what)
-    except (ValueError, OSError) as e:
+        check_output_dir(path, what)  # lookups that fail come back as ValueErrors too
+    except ValueError as e:
         return str(e)
     return None
 

@@ -49,10 +49,10 @@ def patch_matmul(patches: jax.Array, kernel: jax.Array) -> jax.Array:
     that axis innermost on its left operand, so it transposes one M-row operand. Left alone (JAX's
     (g^T @ patches)^T) it fused the BatchNorm backward into g's transpose, reading with a large
     stride; `_patch_matmul_bwd` instead transposes the patches as a plain copy or, when g is
-    narrower (O < K) and in float32, g materialized first. Measured in one process, alternating: patches^T @ g made
-    the batch-16 train step 7-13% faster than JAX's order; the narrower choice then 0.95x that
-    (batch 16) and 0.82x the quickstart's step (`small` widths, batch 8, whose convblock1 has K = 35,
-    O = 8).
+    narrower (O < K) and in float32, g materialized first. Measured in one process, alternating:
+    patches^T @ g made the batch-16 train step 7-13% faster than JAX's order; the narrower choice
+    then 0.95x that (batch 16) and 0.82x the quickstart's step (`small` widths, batch 8, whose
+    convblock1 has K = 35, O = 8).
     """
     return jnp.einsum("...k,ko->...o", patches, kernel)
 
